@@ -1,0 +1,3 @@
+from gradci.cli import main
+
+raise SystemExit(main())

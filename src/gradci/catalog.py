@@ -1,0 +1,140 @@
+"""Which operators gradci knows: PyTorch's OpInfo databases and a project's own ops.
+
+An ``OpEntry`` is one OpInfo plus where it came from: the upstream database it belongs to (which
+decides the checks it runs through, as in the reference suite) or ``user`` for a project's op, and,
+when known, the file and line that define it (so a pull request can be annotated there).
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import importlib
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .checks import USER_DB
+from .errors import SelectionError
+
+
+@dataclass(frozen=True)
+class Location:
+    file: str  # relative to the repository root when the file is inside it, else absolute
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+@dataclass(frozen=True)
+class OpEntry:
+    op: Any  # an OpInfo
+    db: str  # one of UPSTREAM_DBS, or USER_DB
+    origin: str | None = None  # for user ops: the module or spec file they were loaded from
+    location: Location | None = None
+
+    @property
+    def name(self) -> str:
+        return str(self.op.name)
+
+    @property
+    def full_name(self) -> str:
+        """``name`` or ``name.variant``: what --ops patterns and reports use."""
+        variant = self.op.variant_test_name
+        return f"{self.op.name}.{variant}" if variant else str(self.op.name)
+
+    @property
+    def formatted_name(self) -> str:
+        """The op part of a test id, as upstream spells it (``div_trunc_rounding``)."""
+        return str(self.op.formatted_name)
+
+    def matches(self, pattern: str) -> bool:
+        return any(
+            fnmatch.fnmatchcase(candidate, pattern)
+            for candidate in (self.name, self.full_name, self.formatted_name)
+        )
+
+
+def load_upstream() -> list[OpEntry]:
+    """op_db, hop_db and custom_op_db, in the reference suite's order (importing them takes seconds)."""
+    from torch.testing._internal.common_methods_invocations import op_db
+    from torch.testing._internal.custom_op_db import custom_op_db
+    from torch.testing._internal.hop_db import hop_db
+
+    return [
+        *(OpEntry(op, "op_db") for op in op_db),
+        *(OpEntry(op, "hop_db") for op in hop_db),
+        *(OpEntry(op, "custom_op_db") for op in custom_op_db),
+    ]
+
+
+def load_op_module(reference: str, *, root: Path | None = None) -> list[OpEntry]:
+    """The OpInfo list a module exposes: ``pkg.mod`` (attribute ``op_db``) or ``pkg.mod:ATTR``."""
+    from torch.testing._internal.opinfo.core import OpInfo
+
+    module_name, _, attribute = reference.partition(":")
+    attribute = attribute or "op_db"
+    if not module_name:
+        raise SelectionError(
+            f"op module {reference!r}: expected 'package.module' or 'package.module:ATTRIBUTE'"
+        )
+    # Like pytest's rootdir: the project's own modules import without being installed.
+    cwd = str(Path.cwd())
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise SelectionError(f"op module {reference!r}: cannot import {module_name!r}: {exc}") from None
+    except Exception as exc:  # the user's module raised while importing
+        raise SelectionError(
+            f"op module {reference!r}: importing {module_name!r} raised {type(exc).__name__}: {exc}"
+        ) from None
+    try:
+        ops = getattr(module, attribute)
+    except AttributeError:
+        raise SelectionError(
+            f"op module {reference!r}: module {module_name!r} has no attribute {attribute!r}",
+            hint="name the list after a colon: package.module:MY_OPS",
+        ) from None
+    if isinstance(ops, OpInfo) or not isinstance(ops, Iterable):
+        raise SelectionError(f"op module {reference!r}: {attribute!r} must be a list of OpInfo objects")
+    ops = list(ops)
+    for index, op in enumerate(ops):
+        if not isinstance(op, OpInfo):
+            raise SelectionError(
+                f"op module {reference!r}: {attribute}[{index}] is a {type(op).__name__}, not an OpInfo"
+            )
+    from .locate import locate_opinfos
+
+    locations = locate_opinfos(module, ops, root=root)
+    return [
+        OpEntry(op, USER_DB, origin=reference, location=loc) for op, loc in zip(ops, locations, strict=True)
+    ]
+
+
+def suggest(word: str, entries: Sequence[OpEntry]) -> list[str]:
+    """Close op names, also by their last part: 'lienar' -> nn.functional.linear."""
+    keys: dict[str, str] = {}
+    for entry in entries:
+        for key in (entry.full_name, entry.name, entry.name.rsplit(".", 1)[-1]):
+            keys.setdefault(key, entry.name)
+    close = difflib.get_close_matches(word, list(keys), n=3, cutoff=0.6)
+    return list(dict.fromkeys(keys[k] for k in close))
+
+
+def select(entries: Sequence[OpEntry], include: Sequence[str], exclude: Sequence[str]) -> list[OpEntry]:
+    """Entries matching any include pattern (all when none) and no exclude pattern.
+
+    A pattern that selects nothing is an error: a typo must not silently test nothing.
+    """
+    for pattern in (*include, *exclude):
+        if not any(entry.matches(pattern) for entry in entries):
+            close = suggest(pattern, entries)
+            hint = f"did you mean {', '.join(close)}?" if close else "'gradci ops' lists the known operators"
+            raise SelectionError(f"op pattern {pattern!r} matches no operator", hint=hint)
+    chosen = [e for e in entries if not include or any(e.matches(p) for p in include)]
+    return [e for e in chosen if not any(e.matches(p) for p in exclude)]

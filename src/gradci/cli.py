@@ -1,0 +1,215 @@
+"""Command line: parse, resolve options, dispatch. No work happens here."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .checks import CHECK_NAMES, DTYPE_NAMES
+from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, GradciError
+from .options import Settings, resolve
+
+EPILOG = """\
+options come from (later wins): defaults, [tool.gradci] in pyproject.toml or .gradci.yml,
+GRADCI_* environment variables (GRADCI_WORKERS=4), then flags.
+exit codes: 0 passed, 1 tests failed, 2 usage/config error, 3 bad results file,
+4 GitHub API error, 5 container error, 70 internal error, 130 interrupted.
+"""
+
+
+def _add_selection(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("what to check")
+    group.add_argument(
+        "--ops",
+        metavar="PATTERNS",
+        help="comma-separated globs over op names: 'add', 'linalg.*', 'div.trunc_rounding' (default: all)",
+    )
+    group.add_argument("--exclude", metavar="PATTERNS", help="globs of ops to leave out")
+    group.add_argument(
+        "--checks", metavar="LIST", help=f"checks to run (default: all): {','.join(CHECK_NAMES)}"
+    )
+    group.add_argument("--dtypes", metavar="LIST", help=f"dtypes (default: {','.join(DTYPE_NAMES)})")
+    group.add_argument("--device", choices=("cpu", "cuda", "auto"), help="device to test on (default: cpu)")
+    group.add_argument(
+        "--op-modules",
+        metavar="MODULES",
+        dest="op_modules",
+        help="modules exposing OpInfo lists: 'mypkg.gradci_ops' (attribute op_db) or 'mypkg.ops:MY_OPS'",
+    )
+    group.add_argument(
+        "--upstream",
+        dest="upstream",
+        action="store_const",
+        const="true",
+        help="include PyTorch's op_db, hop_db, custom_op_db (default: only when no op "
+        "module or spec is given)",
+    )
+    group.add_argument(
+        "--no-upstream",
+        dest="upstream",
+        action="store_const",
+        const="false",
+        help="check only the project's own ops",
+    )
+    group.add_argument("--shard", metavar="K/N", help="run the K-th of N duration-balanced shards")
+    group.add_argument(
+        "--durations",
+        metavar="RESULTS_JSON",
+        type=Path,
+        help="earlier results whose test durations order the run and balance shards",
+    )
+    group.add_argument(
+        "--config",
+        metavar="FILE",
+        type=Path,
+        help="config file (default: .gradci.yml or [tool.gradci] in pyproject.toml)",
+    )
+
+
+def _add_run(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("how to run")
+    group.add_argument("--workers", metavar="N", help="worker processes (default: one per core)")
+    group.add_argument(
+        "--threads", metavar="N", help="torch intra-op threads per worker (default: cores/workers)"
+    )
+    group.add_argument(
+        "--timeout", metavar="SECONDS", help="per-test limit; a test past it is an error (default: 300)"
+    )
+    group.add_argument(
+        "--progress",
+        choices=("auto", "rich", "plain", "none"),
+        help="progress display (default: a bar on a terminal, lines in a log)",
+    )
+    out = parser.add_argument_group("results")
+    out.add_argument(
+        "--json", metavar="PATH", help="results JSON (default: gradci-results.json; '' for none)"
+    )
+    out.add_argument("--junit", metavar="PATH", help="JUnit XML (default: gradci-junit.xml; '' for none)")
+
+
+_SETTING_FLAGS = (
+    "ops",
+    "exclude",
+    "checks",
+    "dtypes",
+    "device",
+    "op_modules",
+    "upstream",
+    "shard",
+    "durations",
+    "workers",
+    "threads",
+    "timeout",
+    "progress",
+    "json",
+    "junit",
+)
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    flags = {name: getattr(args, name) for name in _SETTING_FLAGS if getattr(args, name, None) is not None}
+    return resolve(flags, config=getattr(args, "config", None))
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from . import commands
+
+    return commands.run(settings_from(args), sys.argv)
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from . import commands
+
+    return commands.list_tests(settings_from(args))
+
+
+def _cmd_ops(args: argparse.Namespace) -> int:
+    from . import commands
+
+    return commands.list_ops(settings_from(args))
+
+
+def _cmd_repro(args: argparse.Namespace) -> int:
+    from . import commands
+
+    return commands.repro(settings_from(args), args.test_id, args.sample)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gradci",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Check backward-gradient correctness of PyTorch operators, test for test as PyTorch's "
+        "test_ops_gradients.py does, and tell a pull request what it newly broke.",
+    )
+    parser.add_argument("--version", action="version", version=f"gradci {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(
+        name: str, handler: Callable[[argparse.Namespace], int], help: str
+    ) -> argparse.ArgumentParser:
+        sub = commands.add_parser(
+            name,
+            help=help,
+            description=help,
+            epilog=EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        sub.set_defaults(handler=handler)
+        return sub
+
+    run = command("run", _cmd_run, "run the gradient checks and write JUnit XML and results JSON")
+    _add_selection(run)
+    _add_run(run)
+
+    listing = command("list", _cmd_list, "print the test ids 'run' would execute, one per line")
+    _add_selection(listing)
+
+    ops = command("ops", _cmd_ops, "print the selected operators: name, database, definition")
+    _add_selection(ops)
+
+    repro = command("repro", _cmd_repro, "re-run one test in this process with full output")
+    repro.add_argument("test_id", metavar="TEST_ID", help="e.g. test_fn_grad_add_cpu_float64")
+    repro.add_argument("--sample", type=int, metavar="N", help="only sample input N")
+    _add_selection(repro)
+    return parser
+
+
+def _prepare_environment() -> None:
+    # gradci reports the failing sample and a repro command itself; torch's own pytest-oriented
+    # repro text would only mislead.
+    os.environ.setdefault("PYTORCH_PRINT_REPRO_ON_FAILURE", "0")
+    # Ask NVML, not the CUDA runtime, whether a GPU exists: keeps the parent fork-safe.
+    os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    _prepare_environment()
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], Any] = args.handler
+    try:
+        return int(handler(args))
+    except GradciError as exc:
+        print(f"gradci: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("gradci: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if os.environ.get("GRADCI_DEBUG"):
+            raise
+        print(
+            f"gradci: internal error: {type(exc).__name__}: {exc} (set GRADCI_DEBUG=1 for the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,223 @@
+"""How gradci talks to people while it runs: a live progress bar on a terminal, plain periodic lines
+in a log, and GitHub Actions log groups when ``GITHUB_ACTIONS=true``. All of it goes to stderr;
+stdout carries only what commands print as their output (ids, the final summary, reports).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Iterator
+from typing import IO, Protocol
+
+from .results import Outcome, Results, TestResult
+
+_PLAIN_INTERVAL = 15.0  # seconds between progress lines in a log
+
+
+def in_github_actions() -> bool:
+    return os.environ.get("GITHUB_ACTIONS") == "true"
+
+
+def escape_workflow_commands(text: str) -> str:
+    """Untrusted text (test output, op names) must not issue ``::workflow commands::`` in a log."""
+    if not in_github_actions():
+        return text
+    return "\n".join(
+        ":\u200b:" + line[2:] if line.lstrip().startswith("::") else line for line in text.split("\n")
+    )
+
+
+def _clock(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def describe_failure(test: TestResult) -> str:
+    """One line: the test, why it failed, and where to look."""
+    extra = []
+    if test.sample_index is not None:
+        extra.append(f"sample {test.sample_index}")
+    if test.mismatch is not None:
+        m = test.mismatch
+        extra.append(f"{m.input_label or f'input {m.input}'}: max abs error {m.max_abs_error:.3g}")
+        if m.fast_mode_only:
+            extra.append("fast mode only")
+    suffix = f" ({', '.join(extra)})" if extra else ""
+    label = "XPASS" if test.outcome is Outcome.XPASSED else test.outcome.value.upper()
+    return escape_workflow_commands(f"{label} {test.id} - {test.message}{suffix}")
+
+
+class Progress(Protocol):
+    def advance(self, result: TestResult) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class _Counts:
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.done = 0
+        self.failing = 0
+        self.started = time.monotonic()
+
+    def add(self, result: TestResult) -> None:
+        self.done += 1
+        self.failing += result.outcome.failing
+
+    def eta(self) -> float | None:
+        elapsed = time.monotonic() - self.started
+        if not self.done or self.done >= self.total:
+            return None
+        return elapsed / self.done * (self.total - self.done)
+
+    def line(self) -> str:
+        elapsed = time.monotonic() - self.started
+        percent = 100 * self.done // max(self.total, 1)
+        eta = self.eta()
+        return (
+            f"[{self.done:>{len(str(self.total))}}/{self.total}] {percent:3d}% | {self.failing} failing | "
+            f"{_clock(elapsed)} elapsed" + (f" | ETA {_clock(eta)}" if eta is not None else "")
+        )
+
+
+class PlainProgress:
+    """A line every few seconds, and one per failure as it happens."""
+
+    def __init__(self, total: int, stream: IO[str], interval: float = _PLAIN_INTERVAL) -> None:
+        self.counts = _Counts(total)
+        self.stream = stream
+        self.interval = interval
+        self.last = time.monotonic()
+
+    def advance(self, result: TestResult) -> None:
+        self.counts.add(result)
+        if result.outcome.failing:
+            print(describe_failure(result), file=self.stream, flush=True)
+        now = time.monotonic()
+        if now - self.last >= self.interval:
+            self.last = now
+            print(self.counts.line(), file=self.stream, flush=True)
+
+    def close(self) -> None:
+        print(self.counts.line(), file=self.stream, flush=True)
+
+
+class RichProgress:
+    """A live bar: done/total, failures so far, elapsed, ETA; failures scroll above it."""
+
+    def __init__(self, total: int, stream: IO[str]) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.counts = _Counts(total)
+        self.progress = Progress(
+            TextColumn("[bold]gradci"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("[red]{task.fields[failing]} failing"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=Console(file=stream),
+            transient=True,
+        )
+        self.task = self.progress.add_task("tests", total=total, failing=0)
+        self.progress.start()
+
+    def advance(self, result: TestResult) -> None:
+        self.counts.add(result)
+        if result.outcome.failing:
+            self.progress.console.print(describe_failure(result), markup=False, highlight=False)
+        self.progress.update(self.task, advance=1, failing=self.counts.failing)
+
+    def close(self) -> None:
+        self.progress.stop()
+
+
+class NoProgress:
+    def advance(self, result: TestResult) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class Console:
+    def __init__(self, mode: str = "auto", stream: IO[str] | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.github = in_github_actions()
+        if mode == "auto":
+            mode = "rich" if self.stream.isatty() and not self.github else "plain"
+        self.mode = mode
+
+    def info(self, message: str) -> None:
+        if self.mode != "none":
+            print(message, file=self.stream, flush=True)
+
+    def warning(self, message: str) -> None:
+        print(f"gradci: warning: {message}", file=self.stream, flush=True)
+
+    @contextlib.contextmanager
+    def group(self, title: str) -> Iterator[None]:
+        """A foldable section in a GitHub Actions log; a heading elsewhere."""
+        if self.github:
+            print(f"::group::{title}", file=self.stream, flush=True)
+        elif self.mode != "none":
+            print(title, file=self.stream, flush=True)
+        try:
+            yield
+        finally:
+            if self.github:
+                print("::endgroup::", file=self.stream, flush=True)
+
+    def progress(self, total: int) -> Progress:
+        if self.mode == "rich":
+            return RichProgress(total, self.stream)
+        if self.mode == "plain":
+            return PlainProgress(total, self.stream)
+        return NoProgress()
+
+
+def summary_line(results: Results) -> str:
+    counts = results.counts()
+    words = [
+        f"{counts[o]} {o.value}"
+        for o in (
+            Outcome.FAILED,
+            Outcome.ERROR,
+            Outcome.XPASSED,
+            Outcome.PASSED,
+            Outcome.SKIPPED,
+            Outcome.XFAILED,
+        )
+        if counts.get(o)
+    ]
+    text = ", ".join(words) or "no tests ran"
+    duration = results.run.duration or 0.0
+    how = ""
+    if results.run.workers:
+        how = f" ({results.run.workers} workers x {results.run.threads_per_worker} threads)"
+    interrupted = " (interrupted)" if results.run.interrupted else ""
+    return f"{text} in {duration:.1f}s{how}{interrupted}"
+
+
+def print_summary(results: Results, stream: IO[str] | None = None) -> None:
+    stream = stream or sys.stdout
+    failing = sorted(results.failing, key=lambda t: t.id)
+    if failing:
+        print("failures:", file=stream)
+        for test in failing:
+            print("  " + describe_failure(test), file=stream)
+            if test.repro:
+                print(f"      repro: {test.repro}", file=stream)
+    print(f"== {summary_line(results)} ==", file=stream, flush=True)

@@ -1,0 +1,154 @@
+"""``TestBwdGradients``: the five checks as torch test methods, instantiated per device.
+
+Each check is a method of a ``TestGradients`` subclass named ``TestBwdGradients``, parametrized with
+torch's own ``ops`` decorator and instantiated by ``instantiate_device_type_tests``. That is what gives
+test-for-test parity with the upstream suite: the same test names, the same OpInfo ``DecorateInfo``
+skips and xfails, the same dtype rules, gradcheck flags and sample seeds. Sample inputs are seeded
+from the test function's ``__qualname__`` (``TestBwdGradients.test_fn_grad``), so the qualnames here
+must equal upstream's.
+
+Importing this module imports torch's testing internals: only planning and workers do.
+"""
+
+from __future__ import annotations
+
+import functools
+import unittest
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch.testing._internal.common_device_type import OpDTypes, instantiate_device_type_tests, ops
+from torch.testing._internal.common_utils import TestGradients, unMarkDynamoStrictTest
+
+from .checks import BY_METHOD
+
+GENERIC_CLASS = "TestBwdGradients"
+CHECK_DTYPES: tuple[torch.dtype, ...] = (torch.float64, torch.complex128)
+
+# A hook the worker installs to learn which sample input a check is on. It receives the iterator
+# that OpInfo.sample_inputs returned and must yield the same samples.
+SampleObserver = Callable[[Iterator[Any]], Iterator[Any]]
+
+
+def _pass_through(samples: Iterator[Any]) -> Iterator[Any]:
+    return samples
+
+
+_observe_samples: SampleObserver = _pass_through
+
+
+def set_sample_observer(observer: SampleObserver | None) -> None:
+    global _observe_samples
+    _observe_samples = observer if observer is not None else _pass_through
+
+
+class _ObservedOp:
+    """Forwards everything to an OpInfo, but lets the worker observe the samples it hands out.
+
+    The sample iterator itself is torch's (seeding and PYTORCH_OPINFO_SAMPLE_INPUT_INDEX apply as
+    upstream); only iteration is watched.
+    """
+
+    def __init__(self, op: Any) -> None:
+        self._op = op
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._op, name)
+
+    def sample_inputs(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        return _observe_samples(self._op.sample_inputs(*args, **kwargs))
+
+
+# The bodies are the upstream checks, stated in gradci's words. ``op`` is wrapped only for
+# observation; every decision (skip, xfail, gradcheck flags) is made by the real OpInfo and by
+# torch's TestGradients helpers.
+
+
+def _test_fn_grad(self: Any, device: str, dtype: torch.dtype, op: Any) -> None:
+    if dtype not in op.supported_backward_dtypes(torch.device(device).type):
+        self.skipTest("Skipped! Dtype is not in supported backward dtypes!")
+    self._grad_test_helper(device, dtype, _ObservedOp(op), op.get_op())
+
+
+def _test_inplace_grad(self: Any, device: str, dtype: torch.dtype, op: Any) -> None:
+    self._skip_helper(op, device, dtype)
+    if not op.inplace_variant:
+        self.skipTest("Op has no inplace variant!")
+    inplace = self._get_safe_inplace(op.get_inplace())
+    if op.supports_inplace_autograd:
+        self._grad_test_helper(device, dtype, _ObservedOp(op), inplace)
+        return
+    # The op claims in-place autograd is unsupported: each sample must raise.
+    for sample in _ObservedOp(op).sample_inputs(device, dtype, requires_grad=True):
+        if sample.broadcasts_input:
+            continue
+        with self.assertRaises(Exception):  # noqa: B017 - upstream accepts any exception here
+            inplace(sample).sum().backward()
+
+
+def _test_fn_gradgrad(self: Any, device: str, dtype: torch.dtype, op: Any) -> None:
+    self._skip_helper(op, device, dtype)
+    if not op.supports_gradgrad:
+        self.skipTest("Op claims it doesn't support gradgrad. This is not verified.")
+    self._check_helper(device, dtype, _ObservedOp(op), op.get_op(), "bwgrad_bwgrad")
+
+
+def _test_fn_fail_gradgrad(self: Any, device: str, dtype: torch.dtype, op: Any) -> None:
+    self._skip_helper(op, device, dtype)
+    if op.supports_gradgrad:
+        self.skipTest("Skipped! Operation does support gradgrad")
+    with self.assertRaisesRegex(RuntimeError, r"derivative for .* is not implemented"):
+        self._check_helper(device, dtype, _ObservedOp(op), op.get_op(), "bwgrad_bwgrad")
+
+
+def _test_inplace_gradgrad(self: Any, device: str, dtype: torch.dtype, op: Any) -> None:
+    self._skip_helper(op, device, dtype)
+    if not op.inplace_variant or not op.supports_inplace_autograd:
+        self.skipTest("Skipped! Operation does not support inplace autograd.")
+    inplace = self._get_safe_inplace(op.get_inplace())
+    self._check_helper(device, dtype, _ObservedOp(op), inplace, "bwgrad_bwgrad")
+
+
+_BODIES: Mapping[str, Callable[..., None]] = {
+    "test_fn_grad": _test_fn_grad,
+    "test_inplace_grad": _test_inplace_grad,
+    "test_fn_gradgrad": _test_fn_gradgrad,
+    "test_fn_fail_gradgrad": _test_fn_fail_gradgrad,
+    "test_inplace_gradgrad": _test_inplace_gradgrad,
+}
+
+
+def _fresh_method(method: str) -> Callable[..., None]:
+    """A new function object per build: ``ops`` stores its parametrization on the function."""
+    body = _BODIES[method]
+
+    def test(self: Any, device: str, dtype: torch.dtype, op: Any) -> None:
+        body(self, device, dtype, op)
+
+    test.__name__ = method
+    test.__qualname__ = f"{GENERIC_CLASS}.{method}"  # the sample seed is derived from this
+    test.__doc__ = BY_METHOD[method].description
+    return test
+
+
+def device_class_name(device_type: str) -> str:
+    return f"{GENERIC_CLASS}{device_type.upper()}"
+
+
+def build_test_class(device_type: str, ops_by_method: Mapping[str, Sequence[Any]]) -> type[unittest.TestCase]:
+    """The device-specific test class (``TestBwdGradientsCPU``) over the given ops per check."""
+    gradcheck_ops = functools.partial(ops, dtypes=OpDTypes.supported, allowed_dtypes=list(CHECK_DTYPES))
+    namespace: dict[str, Any] = {"__module__": __name__, "__qualname__": GENERIC_CLASS}
+    for method, op_list in ops_by_method.items():
+        if op_list:  # torch refuses an empty op list
+            namespace[method] = gradcheck_ops(list(op_list))(_fresh_method(method))
+    generic = unMarkDynamoStrictTest(type(GENERIC_CLASS, (TestGradients,), namespace))
+    scope: dict[str, Any] = {GENERIC_CLASS: generic}
+    instantiate_device_type_tests(generic, scope, only_for=device_type)
+    name = device_class_name(device_type)
+    if name not in scope:
+        # torch generates no class for a device type it cannot use here (no CUDA, say).
+        raise LookupError(f"torch instantiated no {name} on this machine")
+    cls: type[unittest.TestCase] = scope[name]
+    return cls

@@ -1,0 +1,364 @@
+"""What runs inside a worker process: one upstream test at a time, with what a person needs to act.
+
+The worker runs each test through unittest (torch's ``TestCase.run``: setUp, the decorated test,
+tearDown) and observes two things on the side: which sample input the check was on, and the
+numerical and analytical Jacobians gradcheck found apart. Its stdout and stderr go to a log file
+that the parent reads per test, and where a crash leaves its last words.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import os
+import re
+import signal
+import sys
+import time
+import traceback
+import unittest
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from .results import Mismatch, Outcome
+
+# A CUDA error leaves the process's context unusable: the worker must be replaced after it.
+_POISONING = re.compile(
+    r"CUDA error|device-side assert|illegal memory access|CUBLAS_STATUS|CUDNN_STATUS|cudaError|AcceleratorError"
+)
+_MAX_OUTPUT = 32_000
+_MAX_SAMPLE = 1_000
+
+
+@dataclass
+class Observed:
+    """What the instrumentation saw during the current test."""
+
+    sample_index: int | None = None
+    sample: Any = None
+    mismatch: dict[str, Any] | None = None  # as gradcheck compared (fast mode: projections)
+    slow_mismatch: dict[str, Any] | None = None  # fast mode's slow-mode recomputation
+
+
+_observed = Observed()
+
+
+def _observe(samples: Iterator[Any]) -> Iterator[Any]:
+    """Record the index and value of each sample torch's iterator hands out."""
+    hooked = False
+    set_tracked = getattr(samples, "_set_tracked_input", None)
+    if callable(set_tracked):
+        # TrackedInputIter knows the true index (also with PYTORCH_OPINFO_SAMPLE_INPUT_INDEX).
+        def record(tracked: Any) -> None:
+            _observed.sample_index = tracked.index
+            set_tracked(tracked)
+
+        samples._set_tracked_input = record  # type: ignore[attr-defined]
+        hooked = True
+    for index, sample in enumerate(samples):
+        if not hooked:
+            _observed.sample_index = index
+        _observed.sample = sample
+        yield sample
+
+
+def _tensor_text(t: Any) -> str:
+    try:
+        return f"{t.item():.6g}" if t.numel() == 1 else str(t.tolist())[:200]
+    except Exception:  # a value we cannot format is not worth losing the result over
+        return repr(t)[:200]
+
+
+def _install_mismatch_recorder() -> None:
+    """See the Jacobians gradcheck found apart, not only the text it makes of them.
+
+    Wraps three private helpers of ``torch.autograd.gradcheck``: the mismatch message (both modes),
+    and, while fast mode recomputes the failing pair in slow mode, the two Jacobian builders, so the
+    worst element can be named. On a torch without them, failures still carry gradcheck's message.
+    """
+    import importlib
+
+    gc: Any = importlib.import_module("torch.autograd.gradcheck")  # the module, not the function
+    names = (
+        "_get_notallclose_msg",
+        "_run_slow_mode_and_get_error",
+        "_get_numerical_jacobian",
+        "_get_analytical_jacobian",
+    )
+    if not all(hasattr(gc, name) for name in names) or getattr(gc._get_notallclose_msg, "_gradci", False):
+        return
+    message, slow_mode = gc._get_notallclose_msg, gc._run_slow_mode_and_get_error
+    numerical_jacobian, analytical_jacobian = gc._get_numerical_jacobian, gc._get_analytical_jacobian
+    slow: dict[str, Any] = {}  # filled only while fast mode recomputes in slow mode
+
+    def on_mismatch(
+        analytical: Any, numerical: Any, output_idx: int, input_idx: int, *args: Any, **kwargs: Any
+    ) -> str:
+        text = str(message(analytical, numerical, output_idx, input_idx, *args, **kwargs))
+        test_imag = bool(kwargs.get("test_imag", args[1] if len(args) > 1 else False))
+        try:  # never let instrumentation change a test's outcome
+            _observed.mismatch = _summarize(analytical, numerical, output_idx, input_idx, test_imag=test_imag)
+            if "analytical" in slow and "numerical" in slow:
+                _observed.slow_mismatch = _summarize(
+                    slow["analytical"], slow["numerical"], output_idx, input_idx, test_imag=test_imag
+                )
+        except Exception:
+            _observed.mismatch = None
+        slow.clear()
+        return text
+
+    def on_slow_mode(
+        func: Any, inputs: Any, outputs: Any, input_idx: int, output_idx: int, *args: Any, **kwargs: Any
+    ) -> Any:
+        slow.clear()
+        slow["pair"] = (input_idx, output_idx)
+        return slow_mode(func, inputs, outputs, input_idx, output_idx, *args, **kwargs)
+
+    def on_numerical(*args: Any, **kwargs: Any) -> Any:
+        jacobians = numerical_jacobian(*args, **kwargs)
+        if "pair" in slow and "numerical" not in slow and not kwargs.get("is_forward_ad"):
+            input_idx, output_idx = slow["pair"]
+            slow["numerical"] = jacobians[input_idx][output_idx]
+        return jacobians
+
+    def on_analytical(*args: Any, **kwargs: Any) -> Any:
+        jacobian = analytical_jacobian(*args, **kwargs)
+        if "pair" in slow and "analytical" not in slow:
+            slow["analytical"] = jacobian
+        return jacobian
+
+    on_mismatch._gradci = True  # type: ignore[attr-defined]
+    gc._get_notallclose_msg = on_mismatch
+    gc._run_slow_mode_and_get_error = on_slow_mode
+    gc._get_numerical_jacobian = on_numerical
+    gc._get_analytical_jacobian = on_analytical
+
+
+def _summarize(
+    analytical: Any, numerical: Any, output_idx: int, input_idx: int, *, test_imag: bool
+) -> dict[str, Any]:
+    import torch
+
+    a = analytical.detach().to("cpu")
+    n = numerical.detach().to("cpu", a.dtype) if numerical.dtype != a.dtype else numerical.detach().to("cpu")
+    diff = (a - n).abs()
+    flat = int(diff.argmax()) if diff.numel() else 0
+    at = list(torch.unravel_index(torch.tensor(flat), diff.shape)) if diff.dim() > 0 and diff.numel() else []
+    a_at = a.reshape(-1)[flat] if a.numel() else a
+    n_at = n.reshape(-1)[flat] if n.numel() else n
+    max_abs = float(diff.max()) if diff.numel() else 0.0
+    denom = float(n_at.abs()) if n.numel() else 0.0
+    return {
+        "output": output_idx,
+        "input": input_idx,
+        "max_abs_error": max_abs,
+        "max_rel_error": max_abs / denom if denom > 0 else None,  # undefined where numerical is 0
+        "at": [int(i) for i in at],
+        "numerical": _tensor_text(n_at),
+        "analytical": _tensor_text(a_at),
+        "imaginary_part": test_imag,
+    }
+
+
+def input_labels(sample: Any) -> list[str]:
+    """Where each gradcheck input (a tensor that requires grad) sits in the sample, in gradcheck order."""
+    import torch
+
+    labels: list[str] = []
+
+    def visit(value: Any, label: str) -> None:
+        if isinstance(value, torch.Tensor):
+            if value.requires_grad:
+                labels.append(label)
+        elif isinstance(value, list | tuple) and value and all(isinstance(v, torch.Tensor) for v in value):
+            for i, item in enumerate(value):
+                visit(item, f"{label}[{i}]")
+
+    visit(sample.input, "input")
+    for i, arg in enumerate(sample.args):
+        visit(arg, f"args[{i}]")
+    for key, value in sample.kwargs.items():
+        visit(value, f"kwargs[{key!r}]")
+    return labels
+
+
+def sample_summary(sample: Any) -> str | None:
+    if sample is None:
+        return None
+    try:
+        text = sample.summary() if callable(getattr(sample, "summary", None)) else repr(sample)
+    except Exception:
+        text = repr(sample)
+    text = " ".join(str(text).split())
+    return text if len(text) <= _MAX_SAMPLE else text[:_MAX_SAMPLE] + " ..."
+
+
+class _Collector(unittest.TestResult):
+    """unittest's verdict for one test, mapped to gradci's outcomes (and so to pytest's)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.outcome = Outcome.PASSED
+        self.message = ""
+        self.trace: str | None = None
+        self.exc: BaseException | None = None
+
+    def _fail(self, outcome: Outcome, test: unittest.TestCase, err: Any) -> None:
+        self.outcome = outcome
+        self.exc = err[1]
+        self.message = _one_line(err[1])
+        self.trace = self._exc_info_to_string(err, test)  # type: ignore[attr-defined]
+
+    def addFailure(self, test: unittest.TestCase, err: Any) -> None:
+        self._fail(Outcome.FAILED, test, err)
+
+    def addError(self, test: unittest.TestCase, err: Any) -> None:
+        # An exception in a test body is a failure to pytest too; gradci keeps ERROR for lost tests.
+        self._fail(Outcome.FAILED, test, err)
+
+    def addSubTest(self, test: unittest.TestCase, subtest: Any, err: Any) -> None:
+        if err is not None:
+            self._fail(Outcome.FAILED, test, err)
+
+    def addSkip(self, test: unittest.TestCase, reason: str) -> None:
+        self.outcome, self.message = Outcome.SKIPPED, str(reason)
+
+    def addExpectedFailure(self, test: unittest.TestCase, err: Any) -> None:
+        self.outcome, self.message = Outcome.XFAILED, _one_line(err[1])
+
+    def addUnexpectedSuccess(self, test: unittest.TestCase) -> None:
+        self.outcome, self.message = (
+            Outcome.XPASSED,
+            "Unexpected success: the test is marked as an expected failure",
+        )
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def _mismatch(observed: Observed, exc: BaseException | None) -> Mismatch | None:
+    """The mismatch to report: in fast mode, the worst element of the slow-mode recomputation."""
+    raw = observed.slow_mismatch or observed.mismatch
+    if raw is None:
+        return None
+    message = str(exc or "")
+    fast = observed.slow_mismatch is not None or "in fast mode" in message
+    labels = input_labels(observed.sample) if observed.sample is not None else []
+    index = raw["input"]
+    if index < len(labels):
+        label: str | None = labels[index]
+    elif labels:
+        label = f"grad_output[{index - len(labels)}]"  # gradgradcheck's extra inputs
+    else:
+        label = None
+    return Mismatch(
+        output=raw["output"],
+        input=index,
+        input_label=label,
+        max_abs_error=raw["max_abs_error"],
+        max_rel_error=raw["max_rel_error"],
+        at=raw["at"],
+        numerical=raw["numerical"],
+        analytical=raw["analytical"],
+        mode="fast" if fast else "slow",
+        slow_mode_max_diff=observed.slow_mismatch["max_abs_error"] if observed.slow_mismatch else None,
+        fast_mode_only="might've passed in slow_mode" in message,
+        imaginary_part=raw["imaginary_part"],
+    )
+
+
+def run_one(cls: type[unittest.TestCase], name: str) -> dict[str, Any]:
+    """Run one test of ``cls`` in this process and describe its outcome."""
+    global _observed
+    _observed = Observed()
+    collector = _Collector()
+    start = time.perf_counter()
+    if not hasattr(cls, name):
+        # The plan and torch's instantiation disagree: say so rather than guess.
+        collector.outcome = Outcome.ERROR
+        collector.message = f"torch instantiated no test {name} (gradci's plan and torch disagree)"
+    else:
+        cls(name).run(collector)
+    duration = time.perf_counter() - start
+    failed = collector.outcome in (Outcome.FAILED, Outcome.XPASSED)
+    observed = _observed
+    result: dict[str, Any] = {
+        "outcome": collector.outcome,
+        "duration": duration,
+        "message": collector.message,
+    }
+    if failed:
+        result.update(
+            sample_index=observed.sample_index,
+            sample=sample_summary(observed.sample),
+            mismatch=_mismatch(observed, collector.exc),
+            traceback=collector.trace,
+            poisoned=bool(_POISONING.search(collector.message + (collector.trace or ""))),
+        )
+    _observed = Observed()  # drop references to the sample's tensors
+    return result
+
+
+# --- process side ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    threads: int
+    log_path: Path
+    build: Callable[[], type[unittest.TestCase]]  # returns the device test class
+
+
+def _redirect_output(log_path: Path) -> int:
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    faulthandler.enable(file=sys.stderr, all_threads=True)
+    return fd
+
+
+def instrument() -> None:
+    """Watch samples and Jacobian mismatches in this process (a worker, or ``gradci repro``)."""
+    from . import suite
+
+    suite.set_sample_observer(_observe)
+    _install_mismatch_recorder()
+
+
+def worker_main(conn: Connection, config: WorkerConfig) -> None:
+    """Serve tests until told to stop: receive a test id, send back its result."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _redirect_output(config.log_path)
+    try:
+        import torch
+
+        torch.set_num_threads(config.threads)
+        cls = config.build()
+        instrument()
+        cls.setUpClass()
+    except BaseException as exc:  # setup failed: tell the parent why, in one line
+        conn.send(("fatal", f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+        return
+    conn.send(("ready", os.getpid()))
+    while True:
+        try:
+            message = conn.recv()
+        except EOFError:  # the parent is gone
+            return
+        if message[0] == "stop":
+            return
+        name = message[1]
+        result = run_one(cls, name)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        conn.send(("result", name, result))
+        if result.get("poisoned"):
+            return  # the parent sees us exit and starts a fresh worker
