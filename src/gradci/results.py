@@ -40,6 +40,7 @@ class Outcome(str, Enum):
 
 
 FAILING = frozenset({Outcome.FAILED, Outcome.ERROR, Outcome.XPASSED})
+_FAILING_VALUES = frozenset(o.value for o in FAILING)
 OUTCOME_ORDER = (
     Outcome.FAILED,
     Outcome.ERROR,
@@ -94,10 +95,19 @@ class TestResult:
     def classname(self) -> str:
         return f"TestBwdGradients{self.device.upper()}"
 
+    @property
+    def flaky(self) -> bool:
+        """Failed at first, then passed when re-run in a fresh worker (``--reruns``)."""
+        return not self.outcome.failing and any(
+            a.get("outcome") in _FAILING_VALUES for a in self.attempts if isinstance(a, dict)
+        )
+
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["outcome"] = self.outcome.value
         data["classname"] = self.classname
+        if self.flaky:
+            data["flaky"] = True  # derived from attempts; written for readers of the file
         return {k: v for k, v in data.items() if v is not None and v != []}
 
     @classmethod
