@@ -1,0 +1,27 @@
+"""extops: a small PyTorch extension, the example gradci checks (see ../gradci-ops.yml).
+
+Importing the package registers the ``torch.library`` operators ``torch.ops.extops.*``.
+
+* ``fused_gelu``: a ``torch.library.custom_op`` with ``register_autograd`` (double backward works).
+* ``softsign``: a custom op whose backward kernel has no derivative of its own, so double backward
+  raises "the derivative for ... is not implemented" (``supports_gradgrad: false`` in the spec).
+* ``scaled_mul``: a ``torch.autograd.Function``; ``scaled_mul_broken`` is its twin whose backward
+  forgets the factor ``alpha`` for the second input. ``EXTOPS_BREAK=scaled_mul`` in the environment
+  gives ``scaled_mul`` that same wrong backward (to show gradci a change that breaks an op).
+* ``scale_shift`` and its in-place variant ``scale_shift_``: ``torch.autograd.Function`` s.
+"""
+
+from __future__ import annotations
+
+from .functions import scale_shift, scale_shift_, scaled_mul, scaled_mul_broken
+from .library import fused_gelu, softsign, softsign_backward
+
+__all__ = [
+    "fused_gelu",
+    "scale_shift",
+    "scale_shift_",
+    "scaled_mul",
+    "scaled_mul_broken",
+    "softsign",
+    "softsign_backward",
+]
