@@ -143,6 +143,7 @@ class RunInfo:
     command: list[str] = field(default_factory=list)
     git_sha: str | None = None
     interrupted: bool = False
+    first_result_after: float | None = None  # seconds from process start to the first test result
 
 
 @dataclass
