@@ -14,6 +14,8 @@ from .checks import CHECK_NAMES, DTYPE_NAMES
 from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, GradciError
 from .options import Settings, resolve
 
+FAIL_ON = ("new", "any", "none")  # as gradci.compare.FAIL_ON; kept here so --help imports no torch
+
 EPILOG = """\
 options come from (later wins): defaults, [tool.gradci] in pyproject.toml or .gradci.yml,
 GRADCI_* environment variables (GRADCI_WORKERS=4), then flags.
@@ -85,11 +87,44 @@ def _add_run(parser: argparse.ArgumentParser) -> None:
         choices=("auto", "rich", "plain", "none"),
         help="progress display (default: a bar on a terminal, lines in a log)",
     )
+    group.add_argument(
+        "--reruns",
+        metavar="N",
+        help="re-run each failed or errored test up to N times, each in a fresh worker; "
+        "a test that then passes is flaky (default: 1; 0 for none)",
+    )
+    base = parser.add_argument_group("against the base branch")
+    base.add_argument(
+        "--baseline",
+        metavar="BASE_JSON",
+        help="base results: compare with them at the end (their durations also order the run)",
+    )
+    _add_fail_on(base)
     out = parser.add_argument_group("results")
     out.add_argument(
         "--json", metavar="PATH", help="results JSON (default: gradci-results.json; '' for none)"
     )
     out.add_argument("--junit", metavar="PATH", help="JUnit XML (default: gradci-junit.xml; '' for none)")
+
+
+def _add_fail_on(group: argparse._ActionsContainer) -> None:
+    group.add_argument(
+        "--fail-on",
+        dest="fail_on",
+        choices=FAIL_ON,
+        help="exit code 1 on: new = a new failure (without base results: any failure), "
+        "any = any failing test, none = never (default: new)",
+    )
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
 
 
 _SETTING_FLAGS = (
@@ -105,6 +140,9 @@ _SETTING_FLAGS = (
     "workers",
     "threads",
     "timeout",
+    "reruns",
+    "baseline",
+    "fail_on",
     "progress",
     "json",
     "junit",
@@ -138,6 +176,46 @@ def _cmd_repro(args: argparse.Namespace) -> int:
     from . import commands
 
     return commands.repro(settings_from(args), args.test_id, args.sample)
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from . import commands
+
+    settings = resolve({"fail_on": args.fail_on}, config=args.config)
+    return commands.compare_files(
+        args.base,
+        args.head,
+        fail_on=settings.fail_on,
+        markdown=args.markdown,
+        json_path=args.comparison_json,
+        max_chars=args.max_chars,
+    )
+
+
+def _cmd_merge(args: argparse.Namespace) -> int:
+    from . import commands
+
+    return commands.merge_results(
+        args.files,
+        output=args.output,
+        junit_path=args.junit_path,
+        allow_overlap=args.allow_overlap,
+        allow_mixed=args.allow_mixed,
+        argv=sys.argv,
+    )
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from . import commands
+
+    return commands.report_file(
+        args.results,
+        baseline=args.baseline_path,
+        fmt=args.format,
+        max_chars=args.max_chars,
+        output=args.output,
+        title=args.title,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -178,6 +256,68 @@ def build_parser() -> argparse.ArgumentParser:
     repro.add_argument("test_id", metavar="TEST_ID", help="e.g. test_fn_grad_add_cpu_float64")
     repro.add_argument("--sample", type=int, metavar="N", help="only sample input N")
     _add_selection(repro)
+
+    comparing = command(
+        "compare",
+        _cmd_compare,
+        "compare head results with base results: new failures, still failing, fixed, flaky, ...",
+    )
+    comparing.add_argument("base", metavar="BASE_JSON", type=Path, help="results of the base branch")
+    comparing.add_argument("head", metavar="HEAD_JSON", type=Path, help="results of the change")
+    comparing.add_argument("--markdown", metavar="PATH", type=Path, help="also write the Markdown report")
+    comparing.add_argument(
+        "--json",
+        dest="comparison_json",
+        metavar="PATH",
+        type=Path,
+        help="also write, per category, the test ids (JSON, for machines)",
+    )
+    comparing.add_argument(
+        "--max-chars", metavar="N", type=_positive, help="size limit of the Markdown report (UTF-8 bytes)"
+    )
+    _add_fail_on(comparing)
+    comparing.add_argument("--config", metavar="FILE", type=Path, help="config file (for fail-on)")
+
+    merging = command("merge", _cmd_merge, "join the results of shards into one results file")
+    merging.add_argument("files", metavar="RESULTS_JSON", type=Path, nargs="+", help="results to join")
+    merging.add_argument(
+        "-o", "--output", metavar="PATH", type=Path, required=True, help="merged results JSON"
+    )
+    merging.add_argument(
+        "--junit", dest="junit_path", metavar="PATH", type=Path, help="also write JUnit XML of the merge"
+    )
+    merging.add_argument(
+        "--allow-overlap",
+        action="store_true",
+        help="merge files that share test ids (the worse result of each counts)",
+    )
+    merging.add_argument(
+        "--allow-mixed",
+        action="store_true",
+        help="merge results of different torch builds or devices",
+    )
+
+    reporting = command("report", _cmd_report, "summarise results (against base results) for people")
+    reporting.add_argument("results", metavar="RESULTS_JSON", type=Path, help="results to summarise")
+    reporting.add_argument(
+        "--baseline",
+        dest="baseline_path",
+        metavar="BASE_JSON",
+        type=Path,
+        help="base results to compare with",
+    )
+    reporting.add_argument(
+        "--format", choices=("markdown", "text"), default="markdown", help="default: markdown"
+    )
+    reporting.add_argument(
+        "--max-chars",
+        metavar="N",
+        type=_positive,
+        help="size limit in UTF-8 bytes: 65536 for a PR comment, 65535 for a check-run summary, "
+        "1048576 for the job summary (default: none)",
+    )
+    reporting.add_argument("-o", "--output", metavar="PATH", type=Path, help="write here, not to stdout")
+    reporting.add_argument("--title", default="gradci", help="the report's title (default: gradci)")
     return parser
 
 

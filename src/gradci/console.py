@@ -202,6 +202,9 @@ def summary_line(results: Results) -> str:
         )
         if counts.get(o)
     ]
+    flaky = sum(t.flaky for t in results.tests)
+    if flaky:
+        words.append(f"{flaky} flaky")
     text = ", ".join(words) or "no tests ran"
     duration = results.run.duration or 0.0
     how = ""
@@ -220,4 +223,11 @@ def print_summary(results: Results, stream: IO[str] | None = None) -> None:
             print("  " + describe_failure(test), file=stream)
             if test.repro:
                 print(f"      repro: {test.repro}", file=stream)
+    flaky = sorted((t for t in results.tests if t.flaky), key=lambda t: t.id)
+    if flaky:
+        print("flaky (failed, then passed when re-run):", file=stream)
+        for test in flaky:
+            first = next(a for a in test.attempts if a.get("outcome") in ("failed", "error"))
+            message = escape_workflow_commands(str(first.get("message", "")))
+            print(f"  FLAKY {test.id} - first try {first.get('outcome')}: {message}", file=stream)
     print(f"== {summary_line(results)} ==", file=stream, flush=True)

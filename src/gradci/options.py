@@ -45,6 +45,10 @@ class Settings:
     threads: int | None = None  # torch intra-op threads per worker; None: cores / workers
     timeout: float = 300.0
     durations: Path | None = None
+    reruns: int = 1  # re-runs of a failing test, each in a fresh worker; passing on one makes it flaky
+    # against the base branch
+    baseline: Path | None = None  # base results: compared at the end; their durations order the run
+    fail_on: str = "new"  # new | any | none: what makes the exit code 1
     # where results go
     json: Path | None = Path("gradci-results.json")
     junit: Path | None = Path("gradci-junit.xml")
@@ -135,6 +139,17 @@ def _positive_int_or_auto(value: Any, where: str) -> int | None:
     return number
 
 
+def _count(value: Any, where: str) -> int:
+    """A whole number, 0 or more."""
+    try:
+        number = int(str(value).strip()) if not isinstance(value, int) else value
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: expected a whole number (0 or more), got {value!r}") from None
+    if number < 0 or isinstance(value, bool):
+        raise ConfigError(f"{where}: expected a whole number (0 or more), got {value!r}")
+    return number
+
+
 def _positive_float(value: Any, where: str) -> float:
     try:
         number = float(value)
@@ -176,6 +191,9 @@ PARSERS: Mapping[str, Callable[[Any, str], Any]] = {
     "threads": _positive_int_or_auto,
     "timeout": _positive_float,
     "durations": _path,
+    "reruns": _count,
+    "baseline": _path,
+    "fail_on": _choice("new", "any", "none"),
     "json": _path,
     "junit": _path,
     "progress": _choice("auto", "rich", "plain", "none"),

@@ -143,6 +143,7 @@ class RunInfo:
     command: list[str] = field(default_factory=list)
     git_sha: str | None = None
     interrupted: bool = False
+    merged_from: list[dict[str, Any]] = field(default_factory=list)  # the parts of ``gradci merge``
     first_result_after: float | None = None  # seconds from process start to the first test result
 
 
@@ -160,13 +161,20 @@ class Results:
 
     def summary(self) -> dict[str, int]:
         counts = self.counts()
-        return {"total": len(self.tests), **{o.value: counts.get(o, 0) for o in Outcome}}
+        return {
+            "total": len(self.tests),
+            **{o.value: counts.get(o, 0) for o in Outcome},
+            "flaky": sum(t.flaky for t in self.tests),
+        }
 
     def to_json(self) -> dict[str, Any]:
+        run = asdict(self.run)
+        if not run["merged_from"]:
+            del run["merged_from"]
         return {
             "schema": SCHEMA_NAME,
             "version": SCHEMA_VERSION,
-            "run": asdict(self.run),
+            "run": run,
             "summary": self.summary(),
             "tests": [t.to_json() for t in sorted(self.tests, key=lambda t: t.id)],
         }

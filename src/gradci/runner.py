@@ -54,6 +54,7 @@ class _Worker:
     started: float = 0.0
     log_offset: int = 0
     spawned_at: float = field(default_factory=time.monotonic)
+    done: int = 0  # tests finished
 
 
 def _signal_name(code: int) -> str:
@@ -74,6 +75,7 @@ class Runner:
         start_method: str = "fork",
         on_result: Callable[[TestResult], None] = lambda result: None,
         make_result: Callable[[PlannedTest, dict[str, Any]], TestResult],
+        tests_per_worker: int | None = None,
     ) -> None:
         self.build = build
         self.workers = max(1, workers)
@@ -82,6 +84,7 @@ class Runner:
         self.context: Any = multiprocessing.get_context(start_method)
         self.on_result = on_result
         self.make_result = make_result
+        self.tests_per_worker = tests_per_worker  # 1: every test in a fresh worker (re-runs)
         self._tmp = Path(tempfile.mkdtemp(prefix="gradci-workers-"))
         self._serial = 0
 
@@ -140,6 +143,7 @@ class Runner:
         assert worker.current is not None
         test = worker.current
         worker.current = None
+        worker.done += 1
         if payload["outcome"] in (Outcome.FAILED, Outcome.XPASSED, Outcome.ERROR):
             payload.setdefault("output", self._read_output(worker))
         payload.pop("poisoned", None)
@@ -169,7 +173,12 @@ class Runner:
                         if pending:
                             pool.append(self._start_worker())
                     elif worker.ready and worker.current is None:
-                        if pending:
+                        if self.tests_per_worker is not None and worker.done >= self.tests_per_worker:
+                            pool.remove(worker)
+                            self._stop(worker)
+                            if pending:
+                                pool.append(self._start_worker())
+                        elif pending:
                             self._dispatch(worker, pending.popleft())
                         else:
                             pool.remove(worker)

@@ -13,7 +13,7 @@ import subprocess
 import time
 import unittest
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from .catalog import OpEntry, load_op_module, load_upstream, select
 from .errors import DeviceError, GradciError, SelectionError
 from .options import Settings
 from .plan import Plan, PlannedTest, apply_shard, build_plan, schedule
-from .results import Results, RunInfo, TestResult, durations_from, load
+from .results import Outcome, Results, RunInfo, TestResult, durations_from, load
 from .runner import Runner, available_cores
 
 
@@ -60,11 +60,17 @@ def make_plan(settings: Settings, device: str, durations: dict[str, float] | Non
     )
 
 
-def load_durations(settings: Settings, device: str) -> dict[str, float]:
-    """Recorded test durations, for longest-first order and balanced shards."""
+def load_durations(settings: Settings, device: str, baseline: Results | None = None) -> dict[str, float]:
+    """Recorded test durations, for longest-first order and balanced shards.
+
+    Shipped < ``baseline`` (base results, given only for the run order: every shard job must
+    compute the same partition, with or without a base) < ``--durations``.
+    """
     from .durations import shipped_durations
 
     durations = shipped_durations(device)
+    if baseline is not None and baseline.run.device == device:
+        durations.update(durations_from(baseline.tests))
     if settings.durations is not None:
         durations.update(durations_from(load(settings.durations).tests))
     return durations
@@ -167,13 +173,19 @@ class Session:
     plan: Plan
     durations: dict[str, float]
     argv: Sequence[str]
+    baseline: Results | None = None  # --baseline, when it could be read
+    baseline_problem: str | None = None  # why --baseline cannot be used
+    _builder: Callable[[], Any] | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def prepare(cls, settings: Settings, argv: Sequence[str]) -> Session:
+        from .compare import load_baseline
+
         device = resolve_device(settings.device)
-        durations = load_durations(settings, device)
-        plan = make_plan(settings, device, durations)
-        return cls(settings, device, plan, durations, argv)
+        plan = make_plan(settings, device, load_durations(settings, device))
+        baseline, problem = (None, None) if settings.baseline is None else load_baseline(settings.baseline)
+        durations = load_durations(settings, device, baseline)
+        return cls(settings, device, plan, durations, argv, baseline, problem)
 
     def workers_and_threads(self) -> tuple[int, int]:
         cores = available_cores()
@@ -213,32 +225,16 @@ class Session:
         self, on_result: Callable[[TestResult], None] = lambda r: None
     ) -> tuple[Results, GradciError | None]:
         """Run the plan. Interrupted or aborted, it still returns what finished, and the error."""
-        from .suite import build_test_class
-
         info = run_info(self.settings, self.device, self.argv)
         workers, threads = self.workers_and_threads()
         info.workers, info.threads_per_worker = workers, threads
-        method = self.start_method()
-        if method == "fork":
-            built = build_test_class(self.device, self.plan.ops_by_method)
-            build: Callable[[], Any] = lambda: built  # noqa: E731 - inherited by the forked worker
-        else:
-            build = ClassRecipe(self.settings, self.device, str(Path.cwd()))
         results: list[TestResult] = []
 
         def collect(result: TestResult) -> None:
             results.append(result)  # kept here too, so an interrupted run keeps what finished
             on_result(result)
 
-        runner = Runner(
-            build=build,
-            workers=workers,
-            threads=threads,
-            timeout=self.settings.timeout,
-            start_method=method,
-            on_result=collect,
-            make_result=self.make_result,
-        )
+        runner = self._runner(collect, workers)
         started = time.monotonic()
         error: GradciError | None = None
         try:
@@ -252,3 +248,81 @@ class Session:
             info.finished_at = _now()
             info.duration = round(time.monotonic() - started, 3)
         return Results(info, results), error
+
+    def builder(self) -> Callable[[], Any]:
+        """What a worker calls for its test class: built here once for forked workers."""
+        if self._builder is None:
+            if self.start_method() == "fork":
+                from .suite import build_test_class
+
+                built = build_test_class(self.device, self.plan.ops_by_method)
+                self._builder = lambda: built  # inherited by the forked workers
+            else:
+                self._builder = ClassRecipe(self.settings, self.device, str(Path.cwd()))
+        return self._builder
+
+    def _runner(
+        self, on_result: Callable[[TestResult], None], workers: int, tests_per_worker: int | None = None
+    ) -> Runner:
+        return Runner(
+            build=self.builder(),
+            workers=workers,
+            threads=self.workers_and_threads()[1],
+            timeout=self.settings.timeout,
+            start_method=self.start_method(),
+            on_result=on_result,
+            make_result=self.make_result,
+            tests_per_worker=tests_per_worker,
+        )
+
+    def rerun_failures(
+        self, results: Results, on_result: Callable[[TestResult, TestResult], None] = lambda old, new: None
+    ) -> list[PlannedTest]:
+        """Re-run each failed or errored test, each in a fresh worker, up to ``--reruns`` times.
+
+        A test that passes on a re-run replaces its failure and is flaky; every earlier try stays in
+        its ``attempts``. ``on_result(previous, latest)`` sees each re-run as it finishes.
+        Ctrl-C propagates; the results keep every try that finished. Returns the tests re-run.
+        """
+        planned = {t.id: t for t in self.plan.tests}
+        rerun: list[PlannedTest] = []
+        index = {r.id: i for i, r in enumerate(results.tests)}  # a re-run replaces its test in place
+
+        def merge(latest: TestResult) -> None:
+            previous = results.tests[index[latest.id]]
+            latest.attempts = [*previous.attempts, attempt_record(previous, latest)]
+            results.tests[index[latest.id]] = latest
+            on_result(previous, latest)
+
+        started = time.monotonic()
+        try:
+            for _ in range(self.settings.reruns):
+                failing = [r.id for r in results.tests if r.outcome in _RERUN and r.id in planned]
+                if not failing:
+                    break
+                tests = [planned[i] for i in failing]
+                rerun.extend(t for t in tests if t not in rerun)
+                runner = self._runner(merge, min(self.workers_and_threads()[0], len(tests)), 1)
+                try:
+                    runner.run(schedule(tests, self.durations))
+                finally:
+                    runner.close()
+        finally:
+            results.run.finished_at = _now()
+            results.run.duration = round((results.run.duration or 0.0) + time.monotonic() - started, 3)
+        return rerun
+
+
+_RERUN = frozenset({Outcome.FAILED, Outcome.ERROR})  # xpassed is a stale marker, not bad luck
+# What an earlier try keeps: enough to see why it failed, without repeating what the last try says.
+_ATTEMPT_KEYS = ("outcome", "duration", "message", "sample_index", "sample", "mismatch")
+
+
+def attempt_record(previous: TestResult, latest: TestResult) -> dict[str, Any]:
+    data = previous.to_json()
+    record = {k: data[k] for k in _ATTEMPT_KEYS if k in data}
+    for key in ("traceback", "output"):
+        value = getattr(previous, key)
+        if value and value != getattr(latest, key):
+            record[key] = value
+    return record
