@@ -58,6 +58,16 @@ class OpEntry:
         )
 
 
+# Set on the OpInfo of a project's op: gradci's suite applies its toleranceOverride DecorateInfos to
+# gradcheck (upstream's TestGradients passes no tolerances, so upstream ops never get this).
+USER_OP_MARK = "_gradci_user_op"
+
+
+def mark_user_op(op: Any) -> Any:
+    setattr(op, USER_OP_MARK, True)
+    return op
+
+
 def load_upstream() -> list[OpEntry]:
     """op_db, hop_db and custom_op_db, in the reference suite's order (importing them takes seconds)."""
     from torch.testing._internal.common_methods_invocations import op_db
@@ -112,7 +122,8 @@ def load_op_module(reference: str, *, root: Path | None = None) -> list[OpEntry]
 
     locations = locate_opinfos(module, ops, root=root)
     return [
-        OpEntry(op, USER_DB, origin=reference, location=loc) for op, loc in zip(ops, locations, strict=True)
+        OpEntry(mark_user_op(op), USER_DB, origin=reference, location=loc)
+        for op, loc in zip(ops, locations, strict=True)
     ]
 
 

@@ -44,6 +44,12 @@ def _add_selection(parser: argparse.ArgumentParser) -> None:
         help="modules exposing OpInfo lists: 'mypkg.gradci_ops' (attribute op_db) or 'mypkg.ops:MY_OPS'",
     )
     group.add_argument(
+        "--spec",
+        metavar="FILE",
+        help="the project's operators declared in YAML (default: gradci-ops.yml in the working "
+        "directory, if there; '' for none)",
+    )
+    group.add_argument(
         "--upstream",
         dest="upstream",
         action="store_const",
@@ -134,6 +140,7 @@ _SETTING_FLAGS = (
     "dtypes",
     "device",
     "op_modules",
+    "spec",
     "upstream",
     "shard",
     "durations",

@@ -42,7 +42,10 @@ def describe_failure(test: TestResult) -> str:
         extra.append(f"sample {test.sample_index}")
     if test.mismatch is not None:
         m = test.mismatch
-        extra.append(f"{m.input_label or f'input {m.input}'}: max abs error {m.max_abs_error:.3g}")
+        extra.append(
+            f"{m.input_label or f'input {m.input}'}: numerical {m.numerical} vs analytical {m.analytical}, "
+            f"max abs error {m.max_abs_error:.3g}"
+        )
         if m.fast_mode_only:
             extra.append("fast mode only")
     suffix = f" ({', '.join(extra)})" if extra else ""

@@ -279,6 +279,11 @@ def resolve(
             name = str(key).replace("-", "_")
             if name not in PARSERS:
                 raise ConfigError(f"{path}: unknown option {key!r}", hint=_suggest(str(key)))
+            if name == "ops" and isinstance(raw, list) and any(isinstance(item, dict) for item in raw):
+                raise ConfigError(
+                    f"{path}: ops: expected op name patterns (as --ops), got operator definitions",
+                    hint="declare operators in gradci-ops.yml (--spec), apart from the configuration",
+                )
             values[name] = PARSERS[name](raw, f"{path}: {key}")
 
     for name, parse in PARSERS.items():
@@ -289,6 +294,10 @@ def resolve(
     for name, raw in (flags or {}).items():
         if raw is not None:
             values[name] = PARSERS[name](raw, "--" + key_of(name))
+    if "spec" not in values:  # not named anywhere: the project's gradci-ops.yml, if it has one
+        from .spec import find_spec
+
+        values["spec"] = find_spec(directory or Path.cwd())
     return Settings(**values)
 
 

@@ -40,11 +40,19 @@ def resolve_device(requested: str) -> str:
     return "cuda" if has_cuda else "cpu"
 
 
-def load_entries(settings: Settings) -> list[OpEntry]:
-    """Every op the settings make available, before --ops/--exclude."""
+def load_entries(settings: Settings, *, probe: bool = True) -> list[OpEntry]:
+    """Every op the settings make available, before --ops/--exclude.
+
+    ``probe`` runs each spec op once at load to reject bad dtypes and samples; a spawned worker
+    rebuilding the plan skips it (the parent has already probed).
+    """
     entries: list[OpEntry] = []
     for reference in settings.op_modules:
         entries.extend(load_op_module(reference))
+    if settings.spec is not None:
+        from .spec import load_spec
+
+        entries.extend(load_spec(settings.spec, probe=probe))
     if settings.use_upstream:
         entries.extend(load_upstream())
     if not entries:
@@ -52,8 +60,10 @@ def load_entries(settings: Settings) -> list[OpEntry]:
     return entries
 
 
-def make_plan(settings: Settings, device: str, durations: dict[str, float] | None = None) -> Plan:
-    entries = select(load_entries(settings), settings.ops, settings.exclude)
+def make_plan(
+    settings: Settings, device: str, durations: dict[str, float] | None = None, *, probe: bool = True
+) -> Plan:
+    entries = select(load_entries(settings, probe=probe), settings.ops, settings.exclude)
     plan = build_plan(entries, device=device, checks=settings.checks, dtypes=settings.dtypes)
     return apply_shard(
         plan, settings.shard, durations if durations is not None else load_durations(settings, device)
@@ -88,7 +98,7 @@ class ClassRecipe:
         from .suite import build_test_class
 
         os.chdir(self.cwd)
-        plan = make_plan(self.settings, self.device)
+        plan = make_plan(self.settings, self.device, probe=False)
         return build_test_class(self.device, plan.ops_by_method)
 
 

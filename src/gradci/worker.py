@@ -227,6 +227,10 @@ class _Collector(unittest.TestResult):
 
     def addExpectedFailure(self, test: unittest.TestCase, err: Any) -> None:
         self.outcome, self.message = Outcome.XFAILED, _one_line(err[1])
+        # A spec's xfail says why it is expected (suite.expected_failure); upstream's xfails do not.
+        reason = getattr(getattr(test, test._testMethodName, None), "gradci_xfail_reason", None)
+        if reason:
+            self.message = f"expected failure: {reason} ({self.message})"
 
     def addUnexpectedSuccess(self, test: unittest.TestCase) -> None:
         self.outcome, self.message = (
