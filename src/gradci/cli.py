@@ -225,6 +225,53 @@ def _cmd_report(args: argparse.Namespace) -> int:
     )
 
 
+def _cmd_container(args: argparse.Namespace) -> int:
+    from . import container
+
+    return container.command(
+        args.gradci_args, image=args.image, gpus=args.gpus, pull=args.pull, user=args.user, env=args.env
+    )
+
+
+def _add_container(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--image",
+        metavar="IMAGE",
+        help="image to run (default: ghcr.io/gradci/gradci:VERSION, or VERSION-cuda with --gpus)",
+    )
+    parser.add_argument(
+        "--gpus",
+        action="store_true",
+        help="pass all GPUs through (the engine needs the NVIDIA Container Toolkit); add --device cuda "
+        "to the gradci arguments",
+    )
+    parser.add_argument(
+        "--pull",
+        choices=("missing", "always", "never"),
+        default="missing",
+        help="pull the image: when not present (default), always, or never",
+    )
+    parser.add_argument(
+        "--user",
+        metavar="UID:GID",
+        help="user to run as (default: yours, so the files written belong to you)",
+    )
+    parser.add_argument(
+        "-e",
+        "--env",
+        metavar="NAME[=VALUE]",
+        action="append",
+        default=[],
+        help="set a variable in the container (GRADCI_* variables are passed on anyway)",
+    )
+    parser.add_argument(
+        "gradci_args",
+        metavar="-- GRADCI_ARGS",
+        nargs=argparse.REMAINDER,
+        help="the gradci command to run in the image, e.g. -- run --ops 'add*'",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gradci",
@@ -325,6 +372,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     reporting.add_argument("-o", "--output", metavar="PATH", type=Path, help="write here, not to stdout")
     reporting.add_argument("--title", default="gradci", help="the report's title (default: gradci)")
+
+    _add_container(
+        command(
+            "container",
+            _cmd_container,
+            "run a gradci command in the gradci container image, on the current directory",
+        )
+    )
     return parser
 
 
