@@ -150,6 +150,12 @@ _SETTING_FLAGS = (
     "reruns",
     "baseline",
     "fail_on",
+    "baseline_mode",
+    "baseline_commits",
+    "baseline_setup",
+    "artifact_name",
+    "check_name",
+    "comment_mode",
     "progress",
     "json",
     "junit",
@@ -223,6 +229,79 @@ def _cmd_report(args: argparse.Namespace) -> int:
         output=args.output,
         title=args.title,
     )
+
+
+def _cmd_publish(args: argparse.Namespace) -> int:
+    from .github.publish import publish
+
+    return publish(settings_from(args), args.results)
+
+
+def _add_publish(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "results",
+        metavar="RESULTS_JSON",
+        type=Path,
+        nargs="?",
+        help="head results (default: --json, gradci-results.json; in a workflow_run: downloaded "
+        "from the triggering run and written there)",
+    )
+    base = parser.add_argument_group("base results")
+    base.add_argument("--baseline", metavar="BASE_JSON", help="compare with this file (no search)")
+    base.add_argument(
+        "--baseline-mode",
+        dest="baseline_mode",
+        choices=("artifact", "rerun", "none"),
+        help="artifact = the base branch's results artifact at the merge base or before (default); "
+        "rerun = run the suite on the merge base in a git worktree; none = no comparison",
+    )
+    base.add_argument(
+        "--baseline-commits",
+        dest="baseline_commits",
+        metavar="N",
+        help="base-branch commits searched for an artifact, from the merge base back (default: 20)",
+    )
+    base.add_argument(
+        "--baseline-setup",
+        dest="baseline_setup",
+        metavar="COMMAND",
+        help="shell command run in the base checkout before the rerun (e.g. 'pip install -e .')",
+    )
+    base.add_argument(
+        "--artifact-name",
+        dest="artifact_name",
+        metavar="NAME",
+        help="results artifact name, {device} replaced (default: gradci-results-{device})",
+    )
+    _add_fail_on(base)
+    out = parser.add_argument_group("where to publish")
+    out.add_argument(
+        "--check-name", dest="check_name", metavar="NAME", help="check run name (default: gradci)"
+    )
+    out.add_argument(
+        "--comment-mode",
+        dest="comment_mode",
+        choices=("always", "changes", "failures", "off"),
+        help="when to write the pull-request comment (default: always; an existing one is always updated)",
+    )
+    out.add_argument("--json", metavar="PATH", help="default RESULTS_JSON (default: gradci-results.json)")
+    out.add_argument(
+        "--junit", metavar="PATH", help="JUnit XML named in the outputs (default: gradci-junit.xml)"
+    )
+    out.add_argument(
+        "--config",
+        metavar="FILE",
+        type=Path,
+        help="config file (default: .gradci.yml or [tool.gradci] in pyproject.toml)",
+    )
+
+
+PUBLISH_EPILOG = """\
+environment: GITHUB_TOKEN (or GH_TOKEN) and the GitHub Actions variables (GITHUB_REPOSITORY,
+GITHUB_EVENT_NAME, GITHUB_EVENT_PATH, GITHUB_API_URL, GITHUB_STEP_SUMMARY, GITHUB_OUTPUT, ...).
+the token needs checks: write, pull-requests: write, actions: read; where it cannot write
+(a fork's pull request), annotations go to the log and the report to the job summary.
+"""
 
 
 def _cmd_container(args: argparse.Namespace) -> int:
@@ -331,6 +410,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_fail_on(comparing)
     comparing.add_argument("--config", metavar="FILE", type=Path, help="config file (for fail-on)")
+
+    publishing = command(
+        "publish",
+        _cmd_publish,
+        "in GitHub Actions: compare with the base branch's results and publish a check run with "
+        "annotations, a pull-request comment, the job summary and step outputs",
+    )
+    publishing.epilog = PUBLISH_EPILOG + EPILOG
+    _add_publish(publishing)
 
     merging = command("merge", _cmd_merge, "join the results of shards into one results file")
     merging.add_argument("files", metavar="RESULTS_JSON", type=Path, nargs="+", help="results to join")

@@ -72,6 +72,10 @@ class GitHubError(GradciError):
 
     exit_code: ClassVar[int] = 4
 
+    def __init__(self, message: str, *, hint: str | None = None, status: int | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status  # the HTTP status, None for a network failure
+
 
 class ContainerError(GradciError):
     """The container engine is missing or a container run failed to start."""

@@ -49,6 +49,13 @@ class Settings:
     # against the base branch
     baseline: Path | None = None  # base results: compared at the end; their durations order the run
     fail_on: str = "new"  # new | any | none: what makes the exit code 1
+    # publishing to GitHub (gradci publish)
+    baseline_mode: str = "artifact"  # artifact | rerun | none: where base results come from
+    baseline_commits: int = 20  # commits of the base branch searched for a results artifact
+    baseline_setup: str | None = None  # shell command preparing the base checkout (baseline-mode rerun)
+    artifact_name: str = "gradci-results-{device}"
+    check_name: str = "gradci"
+    comment_mode: str = "always"  # always | changes | failures | off
     # where results go
     json: Path | None = Path("gradci-results.json")
     junit: Path | None = Path("gradci-junit.xml")
@@ -150,6 +157,35 @@ def _count(value: Any, where: str) -> int:
     return number
 
 
+def _positive_int(value: Any, where: str) -> int:
+    number = _positive_int_or_auto(value, where)
+    if number is None:
+        raise ConfigError(f"{where}: expected a positive integer, got {value!r}")
+    return number
+
+
+def _text(value: Any, where: str) -> str | None:
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    return value.strip() or None
+
+
+def _name(value: Any, where: str) -> str:
+    text = _text(value, where)
+    if text is None or len(text) > 100 or "\n" in text:
+        raise ConfigError(f"{where}: expected a name of 1 to 100 characters on one line, got {value!r}")
+    return text
+
+
+def _artifact_name(value: Any, where: str) -> str:
+    # GitHub refuses artifact names with these characters (actions/upload-artifact)
+    text = _name(value, where)
+    bad = sorted(set(text) & set('":<>|*?\\/\r'))
+    if bad:
+        raise ConfigError(f"{where}: an artifact name cannot contain {' '.join(bad)}, got {value!r}")
+    return text
+
+
 def _positive_float(value: Any, where: str) -> float:
     try:
         number = float(value)
@@ -194,6 +230,12 @@ PARSERS: Mapping[str, Callable[[Any, str], Any]] = {
     "reruns": _count,
     "baseline": _path,
     "fail_on": _choice("new", "any", "none"),
+    "baseline_mode": _choice("artifact", "rerun", "none"),
+    "baseline_commits": _positive_int,
+    "baseline_setup": _text,
+    "artifact_name": _artifact_name,
+    "check_name": _name,
+    "comment_mode": _choice("always", "changes", "failures", "off"),
     "json": _path,
     "junit": _path,
     "progress": _choice("auto", "rich", "plain", "none"),

@@ -1,0 +1,8 @@
+"""GitHub at the edge: ``gradci publish`` and everything that talks to GitHub.
+
+``context`` reads the Actions environment and event, ``client`` wraps PyGithub, ``artifacts``
+finds and downloads base results, ``check_run`` and ``comment`` write to the pull request,
+``runner_files`` writes workflow commands, step outputs and the job summary, ``rerun`` makes
+base results by running the base, and ``publish`` puts them together. Nothing outside this
+package imports PyGithub.
+"""

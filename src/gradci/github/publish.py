@@ -1,0 +1,424 @@
+"""``gradci publish``: tell the pull request what it broke.
+
+Reads the run's context (``context``), the head results (a file, or in a ``workflow_run`` the
+triggering run's artifact), finds base results (``artifacts``), compares them (``compare``),
+renders the report (``report``), and publishes, each part on its own so one failing does not stop
+the others:
+
+1. the check run with annotations (needs ``checks: write``);
+2. the pull-request comment (needs ``pull-requests: write``);
+3. the job summary (``$GITHUB_STEP_SUMMARY``) and the step outputs (``$GITHUB_OUTPUT``);
+4. where the check run could not be written: ``::error`` annotations in the log instead.
+
+A failed API call is a warning (``::warning::`` in Actions) naming what to change, never the
+token. Exit code: 1 when ``--fail-on`` says the comparison fails, else 0; 4 (``GitHubError``) only
+where nothing could be published at all, or the head results could not be fetched.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any
+
+from gradci import compare as comparing
+from gradci import report
+from gradci.errors import EXIT_OK, EXIT_TESTS_FAILED, GitHubError, ResultsFileError
+from gradci.options import Settings
+from gradci.results import Results, load, write_atomic
+
+from . import artifacts, check_run, comment, runner_files
+from .client import TOKEN_VARIABLES, Api, scrub
+from .context import PULL_REQUEST_EVENTS, from_environment
+
+BASELINE_MODES = ("artifact", "rerun", "none")
+
+
+@dataclass
+class Report:
+    """What was published where, for the log, the outputs and the exit code."""
+
+    published: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    base_sha: str | None = None
+
+
+class Publisher:
+    def __init__(self, settings: Settings, environ: Mapping[str, str] | None = None) -> None:
+        self.settings = settings
+        self.environ = os.environ if environ is None else environ
+        self.context = from_environment(self.environ)
+        self.in_actions = self.environ.get("GITHUB_ACTIONS") == "true"
+        token = next((self.environ[v] for v in TOKEN_VARIABLES if self.environ.get(v)), None)
+        self.token = token
+        self.api = Api(self.context, token) if token else None
+        self.report = Report()
+
+    # -- logging: stderr, and as workflow commands where they become visible warnings --
+
+    def info(self, text: str) -> None:
+        print(f"gradci publish: {scrub(text, self.token)}", file=sys.stderr, flush=True)
+
+    def warn(self, text: str) -> None:
+        text = scrub(text, self.token)
+        self.report.warnings.append(text)
+        if self.in_actions:
+            print(runner_files.command("warning", text, {"title": "gradci publish"}), flush=True)
+        else:
+            print(f"gradci publish: warning: {text}", file=sys.stderr, flush=True)
+
+    # -- the steps --
+
+    def run(self, results_path: Path | None) -> int:
+        ctx = self.context
+        what = (
+            f"pull request #{ctx.pr_number}"
+            if ctx.pr_number
+            else f"{ctx.event_name} on {ctx.head_ref or '?'}"
+        )
+        self.info(
+            f"{ctx.repository} {what}, commit {ctx.head_sha[:10]}" + (" (from a fork)" if ctx.fork else "")
+        )
+        if self.api is None:
+            self.warn(
+                "no token (GITHUB_TOKEN): no base results, check run or comment; "
+                "the job summary and log annotations only"
+            )
+        head, results_file = self.head_results(results_path)
+        ctx = self.context  # a workflow_run learns its pull request from the artifact
+        comparison = self.comparison(head)
+        fail = comparison.should_fail(self.settings.fail_on)
+        conclusion = "failure" if fail else "success"
+        headline = report.headline(head, comparison)
+        self.info(f"{headline} -> {conclusion}")
+
+        wrote_check = self.publish_check(head, comparison, conclusion)
+        if not wrote_check:
+            self.log_annotations(comparison)
+        self.publish_comment(head, comparison)
+        self.job_summary(head, comparison)
+        self.outputs(head, comparison, conclusion, results_file)
+        if ctx.event_name in PULL_REQUEST_EVENTS:
+            self.write_pr_file(results_file)
+
+        if not self.report.published:
+            raise GitHubError(
+                "nothing could be published: " + ("; ".join(self.report.warnings) or "no GitHub Actions run"),
+                hint="the results files are kept; see the warnings above",
+            )
+        self.info("published: " + ", ".join(self.report.published))
+        return EXIT_TESTS_FAILED if fail else EXIT_OK
+
+    def head_results(self, results_path: Path | None) -> tuple[Results, Path | None]:
+        """The results to publish: the local file, or the triggering run's artifact."""
+        ctx = self.context
+        if ctx.event_name != "workflow_run":
+            path = results_path or self.settings.json or Path(artifacts.RESULTS_FILE)
+            return load(path), path
+        if self.api is None:
+            raise GitHubError("a workflow_run publisher needs a token (GITHUB_TOKEN) to download the results")
+        if ctx.triggering_run_id is None:
+            raise GitHubError("the workflow_run event names no run")
+        data, pr_file = self.fetch_run_results(ctx.triggering_run_id)
+        head = Results.from_json(data, source=f"the results artifact of run {ctx.triggering_run_id}")
+        target = results_path or self.settings.json
+        if target is not None:
+            write_atomic(target, json.dumps(data, indent=1) + "\n")
+        if ctx.triggering_event in PULL_REQUEST_EVENTS:
+            self.resolve_pull_request(pr_file)
+        return head, target
+
+    def fetch_run_results(self, run_id: int) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        assert self.api is not None
+        template = self.settings.artifact_name
+        pattern = artifacts.artifact_name(template, "*")
+        found = [
+            artifacts.Artifact.from_json(a)
+            for a in artifacts.list_artifacts(self.api, f"/actions/runs/{run_id}/artifacts", "")
+            if fnmatchcase(str(a.get("name")), pattern) and not a.get("expired")
+        ]
+        if not found:
+            raise GitHubError(
+                f"run {run_id} uploaded no artifact matching {pattern}",
+                hint="the pull_request workflow uploads gradci-results.json with actions/upload-artifact",
+            )
+        names = sorted({a.name for a in found})
+        if len(names) > 1:
+            raise GitHubError(
+                f"run {run_id} uploaded several results artifacts ({', '.join(names)})",
+                hint="set artifact-name to the one to publish, e.g. gradci-results-cuda",
+            )
+        chosen = found[0]
+        self.info(f"head results: artifact {chosen.name} of run {run_id}")
+        data = artifacts.download(self.api, chosen)
+        try:
+            return artifacts.read_archive(data, f"artifact {chosen.name}")
+        except ValueError as exc:
+            raise ResultsFileError(str(exc)) from None
+
+    def resolve_pull_request(self, pr_file: dict[str, Any] | None) -> None:
+        """A fork's workflow_run lists no pull request: take its number from the artifact, checked.
+
+        The artifact was written by pull-request code, so its number is only a hint: the pull
+        request must exist here and have exactly the head commit the triggering run tested.
+        """
+        from dataclasses import replace
+
+        ctx = self.context
+        assert self.api is not None
+        candidates: list[int] = []
+        if ctx.pr_number is not None:
+            candidates.append(ctx.pr_number)
+        hinted = (pr_file or {}).get("number")
+        if isinstance(hinted, int) and not isinstance(hinted, bool) and hinted > 0:
+            candidates.append(hinted)
+        for number in candidates:
+            try:
+                pull = self.api.repo.get_pull(number)
+                head_sha, base_ref = self.api.call(
+                    f"read pull request #{number}", functools.partial(_head_and_base, pull)
+                )
+            except GitHubError as exc:
+                self.warn(str(exc))
+                continue
+            if head_sha == ctx.head_sha:
+                self.context = replace(ctx, pr_number=number, base_ref=base_ref)
+                return
+        if ctx.head_repository and ctx.head_ref:
+            owner = ctx.head_repository.split("/", 1)[0]
+            try:
+                for pull in self.api.iterate(
+                    f"find the pull request of {owner}:{ctx.head_ref}",
+                    self.api.repo.get_pulls(state="open", head=f"{owner}:{ctx.head_ref}"),
+                    limit=10,
+                ):
+                    if pull.head.sha == ctx.head_sha:
+                        self.context = replace(ctx, pr_number=pull.number, base_ref=pull.base.ref)
+                        return
+            except GitHubError as exc:
+                self.warn(str(exc))
+        self.warn(
+            f"no open pull request has head {ctx.head_sha[:10]} (pushed again since?): "
+            "publishing the check run only"
+        )
+
+    def comparison(self, head: Results) -> comparing.Comparison:
+        settings = self.settings
+        if settings.baseline is not None:
+            base, problem = comparing.load_baseline(settings.baseline)
+            if base is not None:
+                self.info(f"base results: {settings.baseline}")
+            return comparing.compare(base, head, baseline_problem=problem)
+        if settings.baseline_mode == "none":
+            return comparing.compare(
+                None, head, baseline_problem="no comparison asked for (baseline-mode: none)"
+            )
+        if settings.baseline_mode == "rerun":
+            from .rerun import rerun_base
+
+            base, problem = rerun_base(self, head)
+            return comparing.compare(base, head, baseline_problem=problem)
+        base, problem = self.base_from_artifact(head)
+        return comparing.compare(base, head, baseline_problem=problem)
+
+    def base_commit(self) -> tuple[str | None, str | None, str | None]:
+        """(branch, commit to search from, merge base) for this event; None where there is none."""
+        ctx = self.context
+        assert self.api is not None
+        branch = ctx.base_ref or ctx.default_branch
+        if branch is None:
+            return None, None, None
+        if ctx.event_name == "push":
+            # the branch as it was before this push, or before this commit
+            return branch, ctx.base_sha or ctx.head_sha, None
+        merge_base = artifacts.merge_base(self.api, branch, ctx.head_sha)
+        if merge_base == ctx.head_sha:  # the commit is on the base branch: its history before it
+            return branch, ctx.head_sha, None
+        return branch, merge_base, merge_base
+
+    def base_from_artifact(self, head: Results) -> tuple[Results | None, str | None]:
+        if self.api is None:
+            return None, "no base results: no token to look for them"
+        name = artifacts.artifact_name(self.settings.artifact_name, head.run.device)
+        try:
+            branch, start, merge_base = self.base_commit()
+            if branch is None or start is None:
+                return None, "no base results: this event names no base branch"
+            search = artifacts.find_base_artifact(
+                self.api,
+                name,
+                branch=branch,
+                start=start,
+                depth=self.settings.baseline_commits,
+                skip=self.context.head_sha,
+                merge_base_sha=merge_base,
+            )
+            self.info(search.note)
+            if search.artifact is None:
+                return None, search.note
+            data = artifacts.download(self.api, search.artifact)
+        except GitHubError as exc:
+            self.warn(f"no base results: {exc}")
+            return None, f"no base results: {exc.message}"
+        try:
+            parsed, _ = artifacts.read_archive(data, f"artifact {name} of {search.artifact.head_sha[:10]}")
+            base = Results.from_json(parsed, source=f"artifact {name} of {search.artifact.head_sha[:10]}")
+        except (ValueError, ResultsFileError) as exc:
+            return None, f"base results unusable: {exc}"
+        self.report.base_sha = search.artifact.head_sha
+        return base, None
+
+    def publish_check(self, head: Results, comparison: comparing.Comparison, conclusion: str) -> bool:
+        if self.api is None:
+            return False
+        ctx = self.context
+        found, total = check_run.annotations_for(
+            comparison,
+            root=ctx.workspace,
+            workflow_path=ctx.workflow_path,
+            # a workflow_run has not checked out the pull request's files (and must not)
+            check_disk=ctx.event_name != "workflow_run",
+        )
+        note = ""
+        if total > len(found):
+            note = f"\n\n_Annotations show the first {len(found):,} of {total:,} failures._\n"
+        name = self.settings.check_name
+        summary = report.render(
+            head,
+            comparison,
+            fmt="markdown",
+            budget=check_run.SUMMARY_LIMIT - report.size(note),
+            title=name,
+        )
+        try:
+            done = check_run.publish(
+                self.api,
+                name=name,
+                head_sha=ctx.head_sha,
+                conclusion=conclusion,
+                title=report.headline(head, comparison),
+                summary=summary + note,
+                annotations=found,
+                details_url=ctx.run_url,
+            )
+        except GitHubError as exc:
+            self.warn(self._explain_write_failure("the check run", exc))
+            return False
+        if done.warning:
+            self.warn(done.warning)
+        self.report.published.append(f"check run {name!r} ({done.annotations} annotations)")
+        return True
+
+    def _explain_write_failure(self, what: str, exc: GitHubError) -> str:
+        text = f"{exc}"
+        if exc.status in (403, 404) and self.context.fork:
+            text += (
+                f"; {what} of a fork's pull request needs the two-workflow pattern "
+                "(README: 'Pull requests from forks')"
+            )
+        return text
+
+    def log_annotations(self, comparison: comparing.Comparison) -> None:
+        if not self.in_actions:
+            return
+        ctx = self.context
+        found, total = check_run.annotations_for(
+            comparison, root=ctx.workspace, workflow_path=ctx.workflow_path, check_disk=True
+        )
+        shown = [
+            runner_files.LogAnnotation(a.message.split("\n", 1)[0][:1000], a.title, a.path, a.line)
+            for a in found
+        ]
+        if shown:
+            written = runner_files.error_annotations(shown, more=total - len(found))
+            self.report.published.append(f"{written} annotations in the log")
+
+    def publish_comment(self, head: Results, comparison: comparing.Comparison) -> None:
+        ctx = self.context
+        mode = self.settings.comment_mode
+        if mode == "off" or ctx.pr_number is None or self.api is None:
+            return
+        create = comment.wanted(mode, comparison)
+        name = self.settings.check_name
+        body = report.render(head, comparison, fmt="markdown", budget=comment.body_budget(name), title=name)
+        try:
+            done = comment.upsert(self.api, ctx.pr_number, body, check_name=name, create=create)
+        except GitHubError as exc:
+            self.warn(self._explain_write_failure("a comment on", exc))
+            return
+        if done.action != "skipped":
+            self.report.published.append(f"pull-request comment ({done.action})")
+        else:
+            self.info(f"no comment (comment-mode {mode}: nothing to report)")
+
+    def job_summary(self, head: Results, comparison: comparing.Comparison) -> None:
+        room = runner_files.summary_room(environ=self.environ)
+        if room is None:
+            return
+        name = self.settings.check_name
+        text = report.render(head, comparison, fmt="markdown", budget=max(0, room - 1), title=name)
+        try:
+            runner_files.append_summary(text, environ=self.environ)
+        except OSError as exc:
+            self.warn(f"cannot write the job summary: {exc}")
+            return
+        self.report.published.append("job summary")
+
+    def outputs(
+        self, head: Results, comparison: comparing.Comparison, conclusion: str, results_file: Path | None
+    ) -> None:
+        C = comparing.Category
+        compared = comparison.base is not None
+        junit = self.settings.junit
+        values = {
+            "new-failures": str(comparison.count(C.NEW_FAILURE) if compared else len(head.failing)),
+            "fixed": str(comparison.count(C.FIXED)),
+            "still-failing": str(comparison.count(C.STILL_FAILING)),
+            "flaky": str(comparison.count(C.FLAKY)),
+            "total": str(len(head.tests)),
+            "results-json": str(results_file) if results_file is not None else "",
+            "junit-xml": str(junit) if junit is not None and junit.is_file() else "",
+            "conclusion": conclusion,
+            "compared": "true" if compared else "false",
+            "base-sha": self.report.base_sha or "",
+        }
+        try:
+            runner_files.set_outputs(values, environ=self.environ)
+        except OSError as exc:
+            self.warn(f"cannot write the step outputs: {exc}")
+
+    def write_pr_file(self, results_file: Path | None) -> None:
+        """For a later workflow_run publisher: which pull request these results belong to."""
+        ctx = self.context
+        if ctx.pr_number is None:
+            return
+        folder = results_file.parent if results_file is not None else Path()
+        data = {
+            "number": ctx.pr_number,
+            "head_sha": ctx.head_sha,
+            "base_ref": ctx.base_ref,
+            "repository": ctx.repository,
+        }
+        try:
+            write_atomic(folder / artifacts.PR_FILE, json.dumps(data, indent=1) + "\n")
+        except OSError as exc:
+            self.warn(f"cannot write {folder / artifacts.PR_FILE}: {exc}")
+
+
+def _head_and_base(pull: Any) -> tuple[str, str]:
+    return str(pull.head.sha), str(pull.base.ref)
+
+
+def publish(settings: Settings, results: Path | None, environ: Mapping[str, str] | None = None) -> int:
+    publisher = Publisher(settings, environ)
+    try:
+        return publisher.run(results)
+    finally:
+        if publisher.api is not None:
+            publisher.api.close()
