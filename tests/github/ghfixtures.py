@@ -23,8 +23,8 @@ TOKEN = "ghs_" + "Zq3" * 12  # shaped like an installation token, so a leak woul
 READ_ONLY_TOKEN = "ghs_" + "r0X" * 12
 
 
-@pytest.fixture
-def github() -> Iterator[FakeGitHub]:
+@pytest.fixture(name="github")
+def github_fixture() -> Iterator[FakeGitHub]:
     server = FakeGitHub().start()
     try:
         yield server
@@ -34,8 +34,8 @@ def github() -> Iterator[FakeGitHub]:
     assert server.problems == [], "\n".join(server.problems)
 
 
-@pytest.fixture(autouse=True)
-def _fast_client(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(name="fast_client", autouse=True)
+def fast_client_fixture(monkeypatch: pytest.MonkeyPatch) -> None:
     """In-process runs skip the pause between writes and the retry backoff; Retry-After is kept."""
     monkeypatch.setattr(client, "WRITE_INTERVAL", 0.0)
     monkeypatch.setattr(client, "BACKOFF", 0.0)
@@ -140,8 +140,8 @@ def build_repo(
     return repo, master
 
 
-@pytest.fixture
-def scenario(github: FakeGitHub, tmp_path: Path) -> Scenario:
+@pytest.fixture(name="scenario")
+def scenario_fixture(github: FakeGitHub, tmp_path: Path) -> Scenario:
     repo, master = build_repo(github, "Codertocat/Hello-World", 186853002, "master")
     merge_base = master[2]
     side = repo.add_commit(fake_sha("side"), [merge_base])

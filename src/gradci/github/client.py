@@ -67,6 +67,7 @@ class Api:
             lazy=True,
         )
         self.repo = self.github.get_repo(context.repository)
+        self.unreachable = False  # a call failed for the network after its retries: stop trying
 
     @property
     def requester(self) -> Any:
@@ -95,6 +96,10 @@ class Api:
             yield item
 
     def error(self, what: str, exc: BaseException, *, permission: str | None = None) -> GitHubError:
+        import requests
+
+        if isinstance(exc, requests.ConnectionError | requests.Timeout):
+            self.unreachable = True
         return describe(what, exc, token=self.token, api_url=self.context.api_url, permission=permission)
 
     def close(self) -> None:

@@ -54,8 +54,9 @@ class Result:
 
 
 def _ours(comments: list[Any], mark: str) -> Any | None:
-    """Our comment: the oldest with the marker, preferring ones a bot (the Actions token) wrote."""
-    marked = [c for c in comments if mark in (c.body or "")]
+    """Our comment: the oldest that starts with the marker (as ours do; a quote of it does not),
+    preferring those a bot (the Actions token) wrote."""
+    marked = [c for c in comments if (c.body or "").startswith(mark)]
     by_bot = [c for c in marked if getattr(c.user, "type", None) == "Bot"]
     chosen = by_bot or marked
     return chosen[0] if chosen else None

@@ -22,7 +22,7 @@ import json
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
@@ -72,6 +72,12 @@ class Publisher:
             print(runner_files.command("warning", text, {"title": "gradci publish"}), flush=True)
         else:
             print(f"gradci publish: warning: {text}", file=sys.stderr, flush=True)
+
+    def reachable_api(self) -> Api | None:
+        """The API, unless there is no token or GitHub was unreachable (said once already)."""
+        if self.api is None or self.api.unreachable:
+            return None
+        return self.api
 
     # -- the steps --
 
@@ -168,8 +174,6 @@ class Publisher:
         The artifact was written by pull-request code, so its number is only a hint: the pull
         request must exist here and have exactly the head commit the triggering run tested.
         """
-        from dataclasses import replace
-
         ctx = self.context
         assert self.api is not None
         candidates: list[int] = []
@@ -190,6 +194,9 @@ class Publisher:
             if head_sha == ctx.head_sha:
                 self.context = replace(ctx, pr_number=number, base_ref=base_ref)
                 return
+            self.info(
+                f"pull request #{number} has head {head_sha[:10]}, not {ctx.head_sha[:10]}: not this run's"
+            )
         if ctx.head_repository and ctx.head_ref:
             owner = ctx.head_repository.split("/", 1)[0]
             try:
@@ -243,15 +250,17 @@ class Publisher:
         return branch, merge_base, merge_base
 
     def base_from_artifact(self, head: Results) -> tuple[Results | None, str | None]:
-        if self.api is None:
-            return None, "no base results: no token to look for them"
+        api = self.reachable_api()
+        if api is None:
+            why = "no token to look for them" if self.api is None else "GitHub is unreachable"
+            return None, f"no base results: {why}"
         name = artifacts.artifact_name(self.settings.artifact_name, head.run.device)
         try:
             branch, start, merge_base = self.base_commit()
             if branch is None or start is None:
                 return None, "no base results: this event names no base branch"
             search = artifacts.find_base_artifact(
-                self.api,
+                api,
                 name,
                 branch=branch,
                 start=start,
@@ -262,7 +271,7 @@ class Publisher:
             self.info(search.note)
             if search.artifact is None:
                 return None, search.note
-            data = artifacts.download(self.api, search.artifact)
+            data = artifacts.download(api, search.artifact)
         except GitHubError as exc:
             self.warn(f"no base results: {exc}")
             return None, f"no base results: {exc.message}"
@@ -275,7 +284,8 @@ class Publisher:
         return base, None
 
     def publish_check(self, head: Results, comparison: comparing.Comparison, conclusion: str) -> bool:
-        if self.api is None:
+        api = self.reachable_api()
+        if api is None:
             return False
         ctx = self.context
         found, total = check_run.annotations_for(
@@ -298,7 +308,7 @@ class Publisher:
         )
         try:
             done = check_run.publish(
-                self.api,
+                api,
                 name=name,
                 head_sha=ctx.head_sha,
                 conclusion=conclusion,
@@ -342,13 +352,14 @@ class Publisher:
     def publish_comment(self, head: Results, comparison: comparing.Comparison) -> None:
         ctx = self.context
         mode = self.settings.comment_mode
-        if mode == "off" or ctx.pr_number is None or self.api is None:
+        api = self.reachable_api()
+        if mode == "off" or ctx.pr_number is None or api is None:
             return
         create = comment.wanted(mode, comparison)
         name = self.settings.check_name
         body = report.render(head, comparison, fmt="markdown", budget=comment.body_budget(name), title=name)
         try:
-            done = comment.upsert(self.api, ctx.pr_number, body, check_name=name, create=create)
+            done = comment.upsert(api, ctx.pr_number, body, check_name=name, create=create)
         except GitHubError as exc:
             self.warn(self._explain_write_failure("a comment on", exc))
             return

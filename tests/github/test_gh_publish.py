@@ -1,0 +1,501 @@
+"""``gradci publish`` end to end: PyGithub over HTTP to a local GitHub whose every request and
+response is checked against GitHub's OpenAPI description, driven by real webhook payloads."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from pathlib import Path
+
+import pytest
+from ghfake import FakeGitHub, Fault, Pull, fake_sha, payload, secondary_rate_limit
+from ghfixtures import (  # noqa: F401 - fixtures
+    READ_ONLY_TOKEN,
+    TOKEN,
+    Scenario,
+    actions_env,
+    fast_client_fixture,
+    github_fixture,
+    ops_results,
+    publish,
+    result,
+    results,
+    results_zip_files,
+    scenario_fixture,
+    write_results,
+)
+
+from gradci.catalog import Location
+from gradci.github.comment import marker
+from gradci.results import Outcome
+
+OPS = ["alpha", "beta", "gamma", "delta"]
+
+
+def pr_env(sc: Scenario, name: str = "pull_request.opened.json", **kwargs: object) -> dict[str, str]:
+    return actions_env(sc, "pull_request", payload(name), **kwargs)  # type: ignore[arg-type]
+
+
+def the_check_run(sc: Scenario) -> object:
+    runs = list(sc.repo.check_runs.values())
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def gradci_comments(sc: Scenario) -> list[object]:
+    return [c for c in sc.repo.comments.values() if marker("gradci") in c.body]
+
+
+def test_pull_request_first_run_creates_the_comment_second_run_edits_it(
+    scenario: Scenario, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sc = scenario
+    sc.artifact_at(sc.merge_base, ops_results(set(), OPS, sha=sc.merge_base))
+    (sc.workspace / "mylib").mkdir()
+    (sc.workspace / "mylib" / "ops.py").write_text("# ops\n" * 40)
+    broken = results(
+        [
+            result("alpha", Outcome.PASSED),
+            result("beta", Outcome.FAILED, location=Location("mylib/ops.py", 12)),
+            result("gamma", Outcome.PASSED),
+            result("delta", Outcome.PASSED),
+        ]
+    )
+    write_results(sc, broken)
+    first = publish(sc, pr_env(sc), monkeypatch=monkeypatch, capsys=capsys)
+
+    assert first.code == 1, first.stderr  # --fail-on new, one new failure
+    run = the_check_run(sc)
+    assert run.head_sha == sc.pr_head  # the PR's head, not the merge commit GITHUB_SHA names
+    assert (run.name, run.status, run.conclusion) == ("gradci", "completed", "failure")
+    assert run.output["title"] == "1 new failure"
+    assert "test\\_fn\\_grad\\_beta" in run.output["summary"] or "beta" in run.output["summary"]
+    assert [(a["path"], a["start_line"], a["annotation_level"]) for a in run.annotations] == [
+        ("mylib/ops.py", 12, "failure")
+    ]
+    assert run.annotations[0]["title"] == "New failure: test_fn_grad_beta_cpu_float64"
+    assert "repro: gradci repro test_fn_grad_beta_cpu_float64 --sample 0" in run.annotations[0]["message"]
+    [comment] = gradci_comments(sc)
+    assert comment.body.startswith(marker("gradci") + "\n## gradci: 1 new failure")
+    assert comment.issue == 2 and comment.edits == 0
+    assert first.outputs["new-failures"] == "1" and first.outputs["conclusion"] == "failure"
+    assert first.outputs["base-sha"] == sc.merge_base and first.outputs["compared"] == "true"
+    assert first.outputs["total"] == "4" and first.outputs["results-json"] == "gradci-results.json"
+    assert "## gradci: 1 new failure" in first.summary
+    assert "merge base" in first.stderr
+
+    # The author pushes a fix: synchronize. The same comment is edited; no second one appears.
+    write_results(sc, ops_results(set(), OPS))
+    second = publish(sc, pr_env(sc, "pull_request.synchronize.json"), monkeypatch=monkeypatch, capsys=capsys)
+    assert second.code == 0, second.stderr
+    [comment] = gradci_comments(sc)
+    assert comment.edits == 1
+    assert "no new failures" in comment.body
+    assert len(sc.repo.comments) == 1
+    assert [r.conclusion for r in sc.repo.check_runs.values()] == ["failure", "success"]
+    assert second.outputs["conclusion"] == "success" and second.outputs["new-failures"] == "0"
+    # The comment was found by listing, then edited with PATCH: one POST in all.
+    assert len(sc.server.calls_to("POST", r".*/issues/2/comments")) == 1
+    assert len(sc.server.calls_to("PATCH", r".*/issues/comments/\d+")) == 1
+
+
+def test_more_than_50_annotations_go_in_batches_of_50(
+    scenario: Scenario, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sc = scenario
+    ops = [f"op{i:03d}" for i in range(120)]
+    sc.artifact_at(sc.merge_base, ops_results(set(), ops))
+    (sc.workspace / ".gradci.yml").write_text("ops: ['op*']\n")
+    write_results(sc, ops_results(set(ops), ops))
+    done = publish(sc, pr_env(sc), monkeypatch=monkeypatch, capsys=capsys)
+
+    assert done.code == 1
+    run = the_check_run(sc)
+    assert len(run.annotations) == 120
+    assert run.requests == 3  # created with 50, updated with 50 and 20
+    posts = sc.server.calls_to("POST", r".*/check-runs")
+    patches = sc.server.calls_to("PATCH", r".*/check-runs/\d+")
+    assert [len(c.body["output"]["annotations"]) for c in posts + patches] == [50, 50, 20]
+    # every request repeats title and summary, as GitHub requires of an output
+    assert all(c.body["output"]["summary"] == run.output["summary"] for c in posts + patches)
+    # the ops are not defined in the repository: annotations go to gradci's config file
+    assert {(a["path"], a["start_line"]) for a in run.annotations} == {(".gradci.yml", 1)}
+    assert len({a["title"] for a in run.annotations}) == 120
+    assert "120 annotations" in done.stderr
+
+
+def test_fork_pull_request_with_a_read_only_token_falls_back_to_log_annotations(
+    scenario: Scenario, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sc = scenario
+    sc.repo.pulls[2] = Pull(2, sc.pr_head, "changes", "forker/Hello-World", "master")
+    sc.artifact_at(sc.merge_base, ops_results(set(), OPS))
+    ops = OPS + [f"extra{i}" for i in range(12)]
+    results_file = write_results(sc, ops_results({"beta", *ops[4:]}, ops))
+    before = results_file.read_bytes()
+    env = actions_env(sc, "pull_request", payload("pull_request.opened.fork.json"), token=READ_ONLY_TOKEN)
+    done = publish(sc, env, monkeypatch=monkeypatch, capsys=capsys)
+
+    # GitHub refused both writes with 403: nothing was created...
+    assert sc.server.calls_to("POST", r".*/check-runs")[0].status == 403
+    assert sc.server.calls_to("POST", r".*/issues/2/comments")[0].status == 403
+    assert sc.repo.check_runs == {} and sc.repo.comments == {}
+    # ...but the comparison worked (reading is allowed) and went to the log and the job summary
+    assert done.code == 1  # one new failure (beta); extra ops are new tests that fail: new failures too
+    errors = [line for line in done.stdout.splitlines() if line.startswith("::error ")]
+    assert len(errors) == 10  # GitHub shows 10 error annotations per step
+    assert errors[0].startswith("::error file=.github/workflows/gradci.yml,line=1,title=New failure%3A ")
+    assert errors[-1].startswith("::error title=gradci%3A 4 more::4 more not shown here")
+    warnings = [line for line in done.stdout.splitlines() if line.startswith("::warning ")]
+    assert len(warnings) == 2
+    assert all("403" in w and "two-workflow pattern" in w for w in warnings)
+    assert "## gradci: 13 new failures" in done.summary
+    assert done.outputs["new-failures"] == "13" and done.outputs["conclusion"] == "failure"
+    assert results_file.read_bytes() == before  # the results file is never touched
+    # the fork's run leaves the pull request's number for a workflow_run publisher
+    assert json.loads((sc.workspace / "gradci-pr.json").read_text())["number"] == 2
+    assert TOKEN not in done.stdout + done.stderr and READ_ONLY_TOKEN not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("where", ["merge-base", "older", "none", "only-unusable"])
+def test_base_results_at_the_merge_base_at_an_older_commit_or_none(
+    where: str, scenario: Scenario, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sc = scenario
+    base = ops_results({"gamma"}, OPS)
+    # Never used: results of master commits after the merge base, of the PR branch itself, of a
+    # fork's run that claims a master commit, an expired one, another device.
+    sc.artifact_at(sc.master[4], ops_results(set(), OPS))
+    sc.artifact_at(sc.pr_head, ops_results(set(), OPS), head_branch="changes")
+    sc.artifact_at(sc.merge_base, ops_results(set(), OPS), head_repository_id=999, head_branch="master")
+    sc.artifact_at(sc.master[1], ops_results(set(), OPS), expired=True)
+    sc.server.add_artifact(sc.repo, "gradci-results-cuda", sc.merge_base, results_zip_files(base))
+    if where == "merge-base":
+        sc.artifact_at(sc.merge_base, base)
+        sc.artifact_at(sc.master[0], ops_results({"alpha"}, OPS))
+    elif where == "older":
+        sc.artifact_at(sc.master[0], base)
+    write_results(sc, ops_results({"beta", "gamma"}, OPS))
+    done = publish(sc, pr_env(sc), monkeypatch=monkeypatch, capsys=capsys)
+
+    run = the_check_run(sc)
+    if where in ("merge-base", "older"):
+        expected = sc.merge_base if where == "merge-base" else sc.master[0]
+        assert done.outputs["base-sha"] == expected
+        assert done.outputs["compared"] == "true"
+        assert (done.outputs["new-failures"], done.outputs["still-failing"]) == ("1", "1")
+        assert run.output["title"] == "1 new failure, 1 still failing on base"
+        if where == "older":
+            assert f"{sc.master[0][:10]} on master, 2 commits before the merge base" in done.stderr
+        else:
+            assert f"the merge base {sc.merge_base[:10]}" in done.stderr
+        assert len([b for b in sc.server.blob_requests]) == 1  # only the chosen artifact is downloaded
+    else:
+        assert done.outputs["compared"] == "false" and done.outputs["base-sha"] == ""
+        assert done.outputs["new-failures"] == "2"  # without a base, every failure may be new
+        assert "no base results: no unexpired artifact gradci-results-cpu" in done.summary
+        assert f"the merge base {sc.merge_base[:10]} or the 2 commits before it" in done.summary
+        assert "not compared with base" in run.output["title"]
+        assert sc.server.blob_requests == []
+    # the storage host never saw the token
+    assert all(b["authorization"] is None for b in sc.server.blob_requests)
+
+
+def test_a_report_over_the_size_limits_is_cut_to_fit_each_place(
+    scenario: Scenario, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sc = scenario
+    ops = [f"linalg.op_{i:04d}_" + "x" * 300 for i in range(1500)]  # long names: big tables, long titles
+    sc.artifact_at(sc.merge_base, ops_results(set(), ops))
+    head = ops_results(set(ops), ops)
+    for i, test in enumerate(head.tests):
+        test.message = "GradcheckError: " + "Jacobian mismatch ü " * 50
+        if i < 3:  # beyond an annotation's 64 KB of details
+            test.traceback = "Traceback:\n" + "  frame ü\n" * 10_000
+    write_results(sc, head)
+    (sc.tmp / "step-summary.md").write_text("earlier step output\n" * 1000)  # the step's summary has content
+    done = publish(sc, pr_env(sc), monkeypatch=monkeypatch, capsys=capsys)
+
+    assert done.code == 1
+    run = the_check_run(sc)
+    assert len(run.output["summary"]) <= 65_535
+    assert len(run.annotations) == 500  # MAX_ANNOTATIONS, in 10 requests
+    assert run.requests == 10
+    assert "Annotations show the first 500 of 1,500 failures" in run.output["summary"]
+    assert all(len(a["title"]) <= 255 and a["title"].endswith("…") for a in run.annotations)
+    assert all(len(a["raw_details"].encode()) <= 65_535 for a in run.annotations)
+    assert run.annotations[0]["raw_details"].endswith("…")  # a 100 KB traceback, cut
+    [comment] = gradci_comments(sc)
+    assert len(comment.body) <= 65_536
+    assert len((sc.tmp / "step-summary.md").read_bytes()) <= 1024 * 1024
+    assert done.summary.startswith("earlier step output\n")
+    assert "## gradci: 1,500 new failures" in done.summary
+
+
+def test_secondary_rate_limit_is_retried_after_retry_after(
+    scenario: Scenario, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sc = scenario
+    write_results(sc, ops_results({"beta"}, OPS))
+    sc.server.faults.append(secondary_rate_limit("POST", r".*/check-runs", retry_after=1))
+    sc.server.faults.append(secondary_rate_limit("GET", r".*/issues/2/comments", retry_after=1, status=429))
+    started = time.monotonic()
+    done = publish(sc, pr_env(sc), monkeypatch=monkeypatch, capsys=capsys)
+    elapsed = time.monotonic() - started
+
+    assert done.code == 1
+    assert [c.status for c in sc.server.calls_to("POST", r".*/check-runs")] == [403, 201]
+    assert [c.status for c in sc.server.calls_to("GET", r".*/issues/2/comments")] == [429, 200]
+    assert len(sc.repo.check_runs) == 1 and len(gradci_comments(sc)) == 1
+    assert elapsed >= 2.0  # waited Retry-After (1 s) twice
+    assert "warning" not in done.stdout + done.stderr
+
+
+def test_rate_limit_that_does_not_lift_ends_in_a_clear_warning_and_the_fallback(
+    scenario: Scenario, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sc = scenario
+    write_results(sc, ops_results({"beta"}, OPS))
+    sc.server.faults.append(secondary_rate_limit("POST", r".*/check-runs", retry_after=0, times=10))
+    done = publish(sc, pr_env(sc), monkeypatch=monkeypatch, capsys=capsys)
+
+    assert len(sc.server.calls_to("POST", r".*/check-runs")) == 4  # first try and 3 retries
+    assert sc.repo.check_runs == {}
+    [warning] = [line for line in done.stdout.splitlines() if line.startswith("::warning ")]
+    assert "cannot create the check run 'gradci': GitHub's rate limit held after retries" in warning
+    assert any(line.startswith("::error ") for line in done.stdout.splitlines())  # the fallback
+    assert len(gradci_comments(sc)) == 1  # the comment still went out
+    assert done.code == 1
+
+
+@pytest.mark.parametrize("status", [401, 404, 422, 502])
+def test_api_errors_are_one_clear_warning_and_other_parts_still_publish(
+    status: int, scenario: Scenario, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sc = scenario
+    write_results(sc, ops_results({"beta"}, OPS))
+    body = {
+        "message": {401: "Bad credentials", 404: "Not Found", 422: "Validation Failed", 502: "Server Error"}[
+            status
+        ]
+    }
+    body["documentation_url"] = "https://docs.github.com/rest"
+    sc.server.faults.append(Fault("POST", r".*/check-runs", status, body, times=10))
+    done = publish(sc, pr_env(sc), monkeypatch=monkeypatch, capsys=capsys)
+
+    [warning] = [line for line in done.stdout.splitlines() if line.startswith("::warning ")]
+    assert "cannot create the check run 'gradci'" in warning and str(status) in warning
+    assert "Traceback" not in done.stdout + done.stderr
+    assert len(gradci_comments(sc)) == 1
+    assert "## gradci" in done.summary
+    assert done.code == 1
+
+
+def test_network_failure_keeps_results_and_publishes_what_needs_no_network(
+    scenario: Scenario, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sc = scenario
+    results_file = write_results(sc, ops_results({"beta"}, OPS))
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = pr_env(sc)
+    env["GITHUB_API_URL"] = f"http://127.0.0.1:{port}"
+    done = publish(sc, env, monkeypatch=monkeypatch, capsys=capsys)
+
+    assert done.code == 1  # failing tests and no base results to say they are old
+    warnings = [line for line in done.stdout.splitlines() if line.startswith("::warning ")]
+    assert any("is unreachable" in w for w in warnings)
+    assert "not compared with base" in done.summary.splitlines()[0]
+    assert len(warnings) == 1  # GitHub unreachable: said once, not tried again for each part
+    assert done.outputs["conclusion"] == "failure"
+    assert results_file.exists()
+    assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_nothing_published_at_all_is_exit_code_4(
+    scenario: Scenario, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sc = scenario
+    write_results(sc, ops_results(set(), OPS))
+    env = pr_env(sc, token="ghs_not_a_valid_token_at_all")
+    for name in ("GITHUB_STEP_SUMMARY", "GITHUB_ACTIONS"):  # not in Actions: no summary, no log commands
+        env.pop(name)
+    done = publish(sc, env, monkeypatch=monkeypatch, capsys=capsys)
+
+    assert done.code == 4
+    assert "gradci: error: nothing could be published" in done.stderr
+    assert "GitHub rejected the token (401 Bad credentials)" in done.stderr
+    assert "ghs_not_a_valid_token_at_all" not in done.stderr + done.stdout
+
+
+def test_the_token_never_appears_in_any_output(
+    scenario: Scenario, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sc = scenario
+    write_results(sc, ops_results({"beta"}, OPS))
+    # A server error that echoes the credentials back, as a misbehaving proxy might.
+    echo = {"message": f"upstream rejected Authorization: token {TOKEN}", "documentation_url": "x"}
+    sc.server.faults.append(Fault("POST", r".*/check-runs", 400, echo, times=10))
+    sc.server.faults.append(
+        Fault("GET", r".*/issues/2/comments", 403, {"message": f"no ({TOKEN})"}, times=10)
+    )
+    done = publish(sc, pr_env(sc), monkeypatch=monkeypatch, capsys=capsys)
+
+    everything = done.stdout + done.stderr + done.summary + json.dumps(done.outputs)
+    everything += "".join(p.read_text(errors="replace") for p in sc.tmp.rglob("*") if p.is_file())
+    assert "upstream rejected Authorization: token ***" in done.stdout
+    assert TOKEN not in everything
+
+
+def test_push_to_the_default_branch_compares_with_the_previous_commit(
+    github: FakeGitHub,
+    scenario: Scenario,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    sc = scenario
+    event = payload("push.json")  # a push that created master: "before" is all zeros
+    after = event["after"]
+    sc.repo.add_commit(after, [sc.master[-1]])
+    sc.repo.branches["master"] = after
+    sc.artifact_at(sc.master[-2], ops_results(set(), OPS))  # the newest earlier commit with results
+    write_results(sc, ops_results({"delta"}, OPS))
+    done = publish(sc, actions_env(sc, "push", event, sha=after), monkeypatch=monkeypatch, capsys=capsys)
+
+    run = the_check_run(sc)
+    assert run.head_sha == after and run.conclusion == "failure"
+    assert done.outputs["base-sha"] == sc.master[-2]
+    assert f"{sc.master[-2][:10]} on master, 1 commits back" in done.stderr
+    assert sc.repo.comments == {}  # no pull request, no comment
+    assert not (sc.workspace / "gradci-pr.json").exists()
+    assert done.code == 1
+
+
+def test_workflow_run_publishes_a_fork_pull_request_from_its_artifact(
+    github: FakeGitHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The two-workflow pattern: the fork's pull_request run uploaded its results; this run, with a
+    write token, downloads them, learns (and checks) the pull request, and publishes."""
+    event = payload("workflow_run.pull_request.fork.json")
+    run = event["workflow_run"]
+    repo = github.add_repo("octo-org/octo-repo", id=event["repository"]["id"], default_branch="master")
+    master = repo.chain("master", 5)
+    head = repo.add_commit(run["head_sha"], [repo.add_commit(fake_sha("fork-1"), [master[1]])])
+    repo.pulls[2] = Pull(2, head, "changes", "forker/octo-repo", "master")
+    repo.pulls[1] = Pull(1, fake_sha("other"), "other", "forker/octo-repo", "master")
+    github.add_token(TOKEN)
+    github.add_artifact(repo, "gradci-results-cpu", master[1], results_zip_files(ops_results(set(), OPS)))
+    # The fork's run: its results, and a forged pull-request number next to the real one.
+    pr_results = ops_results({"beta"}, OPS)
+    github.add_artifact(
+        repo,
+        "gradci-results-cpu",
+        head,
+        results_zip_files(pr_results, **{"gradci-pr.json": {"number": 1}}),
+        head_branch="changes",
+        head_repository_id=event["repository"]["id"] + 1000,
+        run_id=run["id"],
+    )
+    sc = Scenario(github, repo, master, head, master[1], tmp_path / "ws", tmp_path)
+    sc.workspace.mkdir()
+    done = publish(sc, actions_env(sc, "workflow_run", event), monkeypatch=monkeypatch, capsys=capsys)
+
+    # PR #1 named in the artifact has another head: not believed; #2 is found by its head branch
+    assert (
+        f"pull request #1 has head {fake_sha('other')[:10]}, not {head[:10]}: not this run's" in done.stderr
+    )
+    check = the_check_run(sc)
+    assert check.head_sha == head and check.conclusion == "failure"
+    assert check.annotations[0]["path"] == ".github/workflows/test.yml"  # the PR's workflow file
+    [comment] = gradci_comments(sc)
+    assert comment.issue == 2
+    assert done.outputs["base-sha"] == master[1]
+    assert json.loads((sc.workspace / "gradci-results.json").read_text())["summary"]["failed"] == 1
+    assert done.code == 1
+
+
+def test_outside_github_actions_is_a_usage_error(
+    scenario: Scenario, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_results(scenario, ops_results(set(), OPS))
+    done = publish(scenario, {}, monkeypatch=monkeypatch, capsys=capsys)
+    assert done.code == 2
+    assert "gradci: error: gradci publish needs a GitHub Actions run" in done.stderr
+
+
+def test_missing_results_file_is_exit_code_3(
+    scenario: Scenario, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    done = publish(scenario, pr_env(scenario), "missing.json", monkeypatch=monkeypatch, capsys=capsys)
+    assert done.code == 3
+    assert "gradci: error: missing.json: no such results file" in done.stderr
+    assert scenario.server.calls == []
+
+
+@pytest.mark.parametrize(
+    ("mode", "failing", "existing", "expected"),
+    [
+        ("always", set(), False, "created"),
+        ("changes", set(), False, None),
+        ("changes", {"beta"}, False, "created"),
+        ("failures", set(), False, None),
+        ("failures", set(), True, "updated"),  # an existing comment never goes stale
+        ("failures", {"beta"}, False, "created"),
+        ("off", {"beta"}, True, "left"),
+    ],
+)
+def test_comment_modes(
+    mode: str,
+    failing: set[str],
+    existing: bool,
+    expected: str | None,
+    scenario: Scenario,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    sc = scenario
+    sc.artifact_at(sc.merge_base, ops_results(set(), OPS))
+    if existing:
+        write_results(sc, ops_results({"alpha"}, OPS))
+        publish(sc, pr_env(sc), monkeypatch=monkeypatch, capsys=capsys)
+    write_results(sc, ops_results(failing, OPS))
+    publish(sc, pr_env(sc), "--comment-mode", mode, monkeypatch=monkeypatch, capsys=capsys)
+
+    comments = gradci_comments(sc)
+    if expected is None:
+        assert comments == []
+    else:
+        [comment] = comments
+        assert comment.edits == (1 if expected == "updated" else 0)
+        if expected == "left":
+            assert "alpha" in comment.body
+
+
+def test_our_comment_is_told_apart_from_others(
+    scenario: Scenario, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Other people's comments (even quoting the marker) and other check names stay untouched."""
+    from ghfake import T0, Comment
+
+    sc = scenario
+    for i, (body, login, kind) in enumerate(
+        [
+            ("LGTM", "octocat", "User"),
+            (f"quoting: {marker('gradci')}", "octocat", "User"),
+            (f"{marker('gradci-cuda')}\nthe CUDA report", "github-actions[bot]", "Bot"),
+        ]
+    ):
+        sc.repo.comments[10 + i] = Comment(10 + i, 2, body, login, kind, T0, T0)
+    for i in range(130):  # enough to need two pages of comments
+        sc.repo.comments[100 + i] = Comment(100 + i, 2, f"chatter {i}", "octocat", "User", T0, T0)
+    write_results(sc, ops_results(set(), OPS))
+    publish(sc, pr_env(sc), monkeypatch=monkeypatch, capsys=capsys)
+    publish(sc, pr_env(sc), "--fail-on", "any", monkeypatch=monkeypatch, capsys=capsys)
+
+    ours = [c for c in sc.repo.comments.values() if c.login == "github-actions[bot]" and c.id >= 1000]
+    assert len(ours) == 1
+    assert sc.repo.comments[11].body == f"quoting: {marker('gradci')}"
+    assert sc.repo.comments[12].body.endswith("the CUDA report")
+    assert len(sc.server.calls_to("GET", r".*/issues/2/comments")) == 4  # 2 pages, twice
