@@ -19,6 +19,7 @@ escaped so that it cannot open HTML, close a ``<details>``, break a table or men
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
@@ -107,10 +108,14 @@ def error_summary(test: TestResult) -> str:
     if m is None:
         return clean(test.message, _MAX_MESSAGE) or test.outcome.value
     where = m.input_label or f"input {m.input}"
-    text = f"{_g(m.max_abs_error)} abs, {_g(m.max_rel_error)} rel; output {m.output} w.r.t. {where}"
-    if m.fast_mode_only:
-        text += " [fast mode only: slow mode passes]"
-    return text
+    return f"{_g(m.max_abs_error)} abs, {_g(m.max_rel_error)} rel; output {m.output} w.r.t. {where}"
+
+
+FAST_MODE_ONLY = "fast mode only"  # the label of a failure that slow-mode gradcheck does not confirm
+
+
+def fast_mode_only(test: TestResult) -> bool:
+    return test.mismatch is not None and test.mismatch.fast_mode_only
 
 
 def _sample(test: TestResult) -> str:
@@ -182,7 +187,7 @@ class Style:
         """One unit per test of an op group; the op is named on the first."""
         raise NotImplementedError
 
-    def more_of_op(self, op: str, hidden: int, width: int) -> str:
+    def more_of_op(self, hidden: str, width: int) -> str:
         raise NotImplementedError
 
 
@@ -223,8 +228,8 @@ class Markdown(Style):
             "| " + " | ".join([md_code(op) if i == 0 else "", *row]) + " |\n" for i, row in enumerate(cells)
         ]
 
-    def more_of_op(self, op: str, hidden: int, width: int) -> str:
-        return "| | " + " | ".join([f"_… and {hidden:,} more_"] + [""] * (width - 2)) + " |\n"
+    def more_of_op(self, hidden: str, width: int) -> str:
+        return "| | " + " | ".join([f"_{md_text(hidden)}_"] + [""] * (width - 2)) + " |\n"
 
 
 class Text(Style):
@@ -263,8 +268,8 @@ class Text(Style):
             units.append(head + body + (f"      {extra}\n" if extra else ""))
         return units
 
-    def more_of_op(self, op: str, hidden: int, width: int) -> str:
-        return f"    … and {hidden:,} more\n"
+    def more_of_op(self, hidden: str, width: int) -> str:
+        return f"    {clean(hidden)}\n"
 
 
 # --- sections ---------------------------------------------------------------------------------------
@@ -305,6 +310,8 @@ class Section:
             return None
         ops = self._ops_after[k]
         where = f" in {ops:,} ops" if ops > 1 else ""
+        if k == 0:
+            return f"not shown here: {hidden:,} test{'s' if hidden > 1 else ''}{where} (the results files hold them all)"
         return f"… and {hidden:,} more{where} not shown (the results files hold them all)"
 
     def render(self, style: Style, k: int) -> str:
@@ -358,8 +365,11 @@ def _section(
         texts = style.rows(op, [cells for cells, _ in made], [extra for _, extra in made])
         units.extend(Unit(text, 1, op) for text in texts)
         if len(shown) < len(members):
-            hidden = len(members) - len(shown)
-            units.append(Unit(style.more_of_op(op, hidden, len(columns)), hidden, op))
+            hidden = members[len(shown) :]
+            checks = Counter(t.check for t in hidden).most_common()
+            what = ", ".join(check + (f" x{n}" if n > 1 else "") for check, n in checks)
+            text = style.more_of_op(f"… and {len(hidden):,} more: {what}", len(columns))
+            units.append(Unit(text, len(hidden), op))
     ops = len({t.op for t in tests})
     return Section(_heading(style, heading, len(tests), ops), columns, units, len(tests), collapsed)
 
@@ -375,8 +385,10 @@ def _failure_row(style: Style) -> Row:
         error = label + error_summary(t)
         if style.markdown:
             sample = _sample(t)
-            cells = [md_text(t.check), md_text(t.dtype), md_code(sample) if sample else "", md_text(error)]
+            text = md_text(error) + (f" **{FAST_MODE_ONLY}** (slow mode passes)" if fast_mode_only(t) else "")
+            cells = [md_text(t.check), md_text(t.dtype), md_code(sample) if sample else "", text]
             return [*cells, md_code(_repro(t), _MAX_REPRO)], None
+        error += f" [{FAST_MODE_ONLY}: slow mode passes]" if fast_mode_only(t) else ""
         where = f"(sample {_sample(t)})" if t.sample_index is not None else ""
         return [t.check, t.dtype, clean(error), where], f"repro: {clean(_repro(t), _MAX_REPRO)}"
 
@@ -404,7 +416,8 @@ def _sections(style: Style, comparison: Comparison) -> list[tuple[int, Section]]
     def flaky(t: TestResult) -> str:
         first = _first_failure(t)
         tries = len(t.attempts) + 1
-        return f"{first.outcome.value}: {error_summary(first)} (passed on try {tries})"
+        label = f" [{FAST_MODE_ONLY}]" if fast_mode_only(first) else ""
+        return f"{first.outcome.value}: {error_summary(first)}{label} (passed on try {tries})"
 
     def fixed(t: TestResult) -> str:
         base = was(t)
@@ -544,10 +557,9 @@ def headline(head: Results, comparison: Comparison | None) -> str:
         parts.append(Category.FLAKY.counted(flaky))
     if counts[Outcome.XPASSED]:
         parts.append(Category.UNEXPECTED_PASS.counted(counts[Outcome.XPASSED]))
-    text = ", ".join(parts) + f" of {len(head.tests):,} tests"
-    if comparison is not None and comparison.baseline_problem is not None:
-        text += " (not compared with base)"
-    return prefix + text
+    n = len(head.tests)
+    note = "; not compared with base" if comparison is not None and comparison.baseline_problem else ""
+    return prefix + ", ".join(parts) + f" ({n:,} test{'s' if n != 1 else ''}{note})"
 
 
 def _short_sha(sha: str | None) -> str | None:
@@ -585,7 +597,7 @@ def _totals(style: Style, head: Results, base: Results | None) -> str:
         for name, results in sides:
             counts = results.counts()
             cells = [
-                name if len(sides) > 1 else "",
+                name if len(sides) > 1 else "this run",
                 f"{len(results.tests):,}",
                 *(f"{counts[o]:,}" for o in _TOTAL_OUTCOMES),
                 f"{sum(t.flaky for t in results.tests):,}",
@@ -599,8 +611,9 @@ def _totals(style: Style, head: Results, base: Results | None) -> str:
         counts = results.counts()
         outcomes = ", ".join(f"{counts[o]:,} {o.value}" for o in _TOTAL_OUTCOMES if counts[o])
         flaky = sum(t.flaky for t in results.tests)
+        n = len(results.tests)
         lines.append(
-            f"  {name}: {len(results.tests):,} tests: {outcomes or 'none'}"
+            f"  {name if len(sides) > 1 else 'this run'}: {n:,} test{'s' if n != 1 else ''}: {outcomes or 'none'}"
             + (f" ({flaky:,} flaky)" if flaky else "")
             + f" in {clock(results.run.duration)} (test time {clock(sum(t.duration for t in results.tests))})\n"
         )

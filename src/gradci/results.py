@@ -211,7 +211,9 @@ def load(path: Path) -> Results:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        what = "truncated" if exc.pos >= len(text.rstrip()) else "not valid JSON"
+        # A file cut inside a string ends in "Unterminated string": the end is missing too.
+        cut = exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated string")
+        what = "truncated" if cut else "not valid JSON"
         raise ResultsFileError(f"{path}: {what} (line {exc.lineno}, column {exc.colno})") from None
     return Results.from_json(data, source=str(path))
 

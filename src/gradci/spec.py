@@ -396,7 +396,7 @@ def parse_spec(path: Path) -> Spec:
             raise reader.error(
                 node,
                 op.key,
-                f"a second operator named {op.full_name!r} (the first is at line {seen[ident]})",
+                f"a second operator named {op.full_name!r}; the first is at line {seen[ident]}",
                 hint="give one a distinct name or variant",
             )
         seen[ident] = op.line
@@ -680,7 +680,7 @@ def _tensor(reader: _Reader, node: Any, key: str) -> TensorSpec:
             raise reader.error(
                 items["requires_grad"][1],
                 f"{key}.requires_grad",
-                f"a {values['dtype']} tensor cannot require grad",
+                f"{values['dtype']} tensors cannot require grad",
                 hint="only floating-point and complex tensors can",
             )
     if "noncontiguous" in items:
@@ -775,7 +775,7 @@ def _import(name: str, *, missing_ok: bool = False) -> Any:
 
 
 def _attribute_hint(obj: Any, name: str) -> str | None:
-    candidates = [n for n in dir(obj) if not n.startswith("__")]
+    candidates = [n for n in dir(obj) if not n.startswith("_") or name.startswith("_")]
     namespace = getattr(obj, "name", None)
     if type(obj).__name__ == "_OpNamespace" and isinstance(namespace, str):
         import torch
@@ -825,7 +825,8 @@ def as_op(obj: Any) -> Any:
 def _what(obj: Any) -> str:
     if isinstance(obj, type):
         return f"the class {obj.__qualname__}"
-    return f"a {type(obj).__name__}"
+    name = type(obj).__name__
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
 
 
 def _resolve(spec: Spec, op: OpSpec, key: str, path: str, what: str) -> Any:

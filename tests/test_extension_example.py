@@ -1,0 +1,181 @@
+"""The example extension (examples/extension) checked as its author would: ``gradci run`` in the project,
+which picks up its gradci-ops.yml. The correct ops pass, the broken twin fails with a message that
+names the input and shows the numerical and analytical values.
+
+Each test copies the example to a temporary directory and runs there: gradci puts the working
+directory on ``sys.path`` (as pytest does its rootdir), so ``extops`` imports without being installed;
+``test_installed_package`` installs it for real instead.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import REPO, Completed, gradci
+from junitparser import Failure, JUnitXml
+
+EXAMPLE = REPO / "examples" / "extension"
+BROKEN = {
+    "test_fn_grad_extops_scaled_mul_broken_cpu_float64",
+    "test_fn_grad_extops_scaled_mul_broken_cpu_complex128",
+}
+ENTRY_LINES = {  # the line of each op's entry in examples/extension/gradci-ops.yml
+    "extops.fused_gelu": 9,
+    "extops.softsign": 19,
+    "extops.scale_shift": 26,
+    "extops.scaled_mul": 39,
+    "extops.scaled_mul_broken": 45,
+}
+
+
+def copy_example(target: Path) -> Path:
+    shutil.copytree(
+        EXAMPLE,
+        target,
+        ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__", "gradci-results.json", "*.xml"),
+    )
+    return target
+
+
+def results_of(path: Path) -> dict[str, dict[str, Any]]:
+    return {t["id"]: t for t in json.loads(path.read_text())["tests"]}
+
+
+@pytest.fixture(scope="module")
+def example_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Completed, Path]:
+    project = copy_example(tmp_path_factory.mktemp("example") / "extension")
+    return gradci("run", "--progress", "plain", cwd=project), project
+
+
+def test_the_entry_lines_are_right() -> None:
+    lines = EXAMPLE.joinpath("gradci-ops.yml").read_text().splitlines()
+    for name, line in ENTRY_LINES.items():
+        assert lines[line - 1].strip() == f"- name: {name}"
+
+
+def test_correct_ops_pass_and_the_broken_twin_fails(example_run: tuple[Completed, Path]) -> None:
+    done, project = example_run
+    assert done.returncode == 1, done.stderr
+    tests = results_of(project / "gradci-results.json")
+    assert {i for i, t in tests.items() if t["outcome"] in ("failed", "error", "xpassed")} == BROKEN
+    outcomes = {i: t["outcome"] for i, t in tests.items()}
+    expected = {
+        # custom_op + register_autograd: first and second order
+        "test_fn_grad_extops_fused_gelu_cpu_float64": "passed",
+        "test_fn_gradgrad_extops_fused_gelu_cpu_float64": "passed",
+        "test_inplace_grad_extops_fused_gelu_cpu_float64": "skipped",
+        # no double backward: fail-gradgrad verifies the error, gradgrad is skipped
+        "test_fn_grad_extops_softsign_cpu_float64": "passed",
+        "test_fn_fail_gradgrad_extops_softsign_cpu_float64": "passed",
+        "test_fn_gradgrad_extops_softsign_cpu_float64": "skipped",
+        # the broken twin's backward is consistent with itself: only first order fails
+        "test_fn_gradgrad_extops_scaled_mul_broken_cpu_float64": "passed",
+    }
+    for dtype in ("float64", "complex128"):
+        for check in ("fn_grad", "inplace_grad", "fn_gradgrad", "inplace_gradgrad"):
+            expected[f"test_{check}_extops_scale_shift_cpu_{dtype}"] = "passed"
+        for check in ("fn_grad", "fn_gradgrad"):
+            expected[f"test_{check}_extops_scaled_mul_cpu_{dtype}"] = "passed"
+    assert {i: outcomes[i] for i in expected} == expected
+    # complex128 is not in fused_gelu's dtypes: no test planned
+    assert "test_fn_grad_extops_fused_gelu_cpu_complex128" not in tests
+    assert len(tests) == 40
+    assert (
+        tests["test_fn_gradgrad_extops_softsign_cpu_float64"]["message"]
+        == "Op claims it doesn't support gradgrad. This is not verified."
+    )
+    for test in tests.values():  # every result points at its spec entry
+        assert test["location"] == {"file": "gradci-ops.yml", "line": ENTRY_LINES[test["op"]]}
+        assert test["origin"] == "gradci-ops.yml" and test["db"] == "user"
+
+
+def test_the_failure_names_the_input_and_shows_the_mismatch(example_run: tuple[Completed, Path]) -> None:
+    done, project = example_run
+    failed = results_of(project / "gradci-results.json")["test_fn_grad_extops_scaled_mul_broken_cpu_float64"]
+    mismatch = failed["mismatch"]
+    assert failed["message"].startswith(
+        "GradcheckError: Jacobian mismatch for output 0 with respect to input 1"
+    )
+    assert mismatch["input"] == 1 and mismatch["input_label"] == "args[0]"  # y, the second tensor
+    numerical, analytical = float(mismatch["numerical"]), float(mismatch["analytical"])
+    assert numerical == pytest.approx(2.5 * analytical, rel=1e-4)  # the backward forgot alpha = 2.5
+    assert mismatch["max_abs_error"] == pytest.approx(abs(numerical - analytical), rel=1e-4)
+    assert failed["sample_index"] == 0
+    assert failed["repro"] == (
+        "gradci repro test_fn_grad_extops_scaled_mul_broken_cpu_float64 --sample 0 --spec gradci-ops.yml"
+    )
+    line = next(
+        x for x in done.stdout.splitlines() if "FAILED test_fn_grad_extops_scaled_mul_broken_cpu_float64" in x
+    )
+    assert line.strip() == (
+        "FAILED test_fn_grad_extops_scaled_mul_broken_cpu_float64 - GradcheckError: Jacobian mismatch for "
+        f"output 0 with respect to input 1, (sample 0, args[0]: numerical {mismatch['numerical']} vs "
+        f"analytical {mismatch['analytical']}, max abs error {mismatch['max_abs_error']:.3g})"
+    )
+    suites = {suite.name: suite for suite in JUnitXml.fromfile(str(project / "gradci-junit.xml"))}
+    case = next(c for c in suites["extops.scaled_mul_broken"] if c.name == failed["id"])
+    failure = next(r for r in case.result if isinstance(r, Failure))
+    assert re.search(
+        r"fast mode: output 0 w\.r\.t\. input 1 \(args\[0\]\): max abs error [\d.]+, max rel error [\d.]+ "
+        r"at Jacobian element \(\d+, \d+\); "
+        + re.escape(f"numerical {mismatch['numerical']}, analytical {mismatch['analytical']}"),
+        failure.text,
+    ), failure.text
+    assert case._elem.get("file") == "gradci-ops.yml" and case._elem.get("line") == "45"
+
+
+def test_breaking_an_op_through_the_environment(tmp_path: Path) -> None:
+    """What a change that breaks scaled_mul looks like (a base-vs-head pair for the PR report)."""
+    project = copy_example(tmp_path / "extension")
+    args = ("run", "--exclude", "*broken", "--checks", "grad", "--progress", "none", "--json", "r.json")
+    base = gradci(*args, cwd=project)
+    assert base.returncode == 0, base.stdout + base.stderr
+    head = gradci(*args, cwd=project, env={"EXTOPS_BREAK": "scaled_mul"})
+    assert head.returncode == 1
+    failing = {i for i, t in results_of(project / "r.json").items() if t["outcome"] == "failed"}
+    assert failing == {
+        "test_fn_grad_extops_scaled_mul_cpu_float64",
+        "test_fn_grad_extops_scaled_mul_cpu_complex128",
+    }
+
+
+def test_installed_package(tmp_path: Path) -> None:
+    """pip-install the example (a wheel, into a target directory) and check it from a directory that
+    holds only its spec."""
+    pytest.importorskip("setuptools", reason="building the example needs setuptools in this environment")
+    source = copy_example(tmp_path / "source")
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run(
+        [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"), str(source)],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = (tmp_path / "dist").glob("gradci_example_extops-0.1.0-*.whl")
+    subprocess.run(
+        [*pip, "install", "--no-deps", "--target", str(tmp_path / "site"), str(wheel)],
+        check=True,
+        capture_output=True,
+    )
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copy(source / "gradci-ops.yml", project)
+    done = gradci(
+        "run",
+        "--ops",
+        "extops.fused_gelu",
+        "--progress",
+        "none",
+        cwd=project,
+        env={"PYTHONPATH": str(tmp_path / "site")},
+    )
+    assert done.returncode == 0, done.stderr
+    outcomes = {i: t["outcome"] for i, t in results_of(project / "gradci-results.json").items()}
+    assert outcomes["test_fn_grad_extops_fused_gelu_cpu_float64"] == "passed"
+    assert outcomes["test_fn_gradgrad_extops_fused_gelu_cpu_float64"] == "passed"
