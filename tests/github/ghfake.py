@@ -960,14 +960,19 @@ def _json(status: int, data: Any, headers: dict[str, str] | None = None) -> Resp
     return response
 
 
+def _short(text: str, limit: int = 300) -> str:
+    """Both ends of a long message: a schema error names the rule at the end ("... is too long")."""
+    return text if len(text) <= limit else f"{text[: limit // 2]} … {text[-limit // 2 :]}"
+
+
 def _explain(exc: BaseException) -> str:
     """The schema errors behind an openapi-core exception, briefly."""
-    parts = [f"{type(exc).__name__}: {str(exc)[:300]}"]
+    parts = [f"{type(exc).__name__}: {_short(str(exc))}"]
     cause: BaseException | None = exc.__cause__
     while cause is not None:
         for error in getattr(cause, "schema_errors", ()) or ():
             where = "/".join(str(p) for p in error.absolute_path)
-            parts.append(f"{where or '<root>'}: {str(error.message)[:300]}")
+            parts.append(f"{where or '<root>'}: {_short(str(error.message))}")
         cause = cause.__cause__
     return "; ".join(parts)
 

@@ -79,6 +79,11 @@ def test_pull_request_first_run_creates_the_comment_second_run_edits_it(
     [comment] = gradci_comments(sc)
     assert comment.body.startswith(marker("gradci") + "\n## gradci: 1 new failure")
     assert comment.issue == 2 and comment.edits == 0
+    assert (
+        f"<sub>base results: artifact gradci-results-cpu of the merge base {sc.merge_base[:10]}"
+        in comment.body
+    )
+    assert "[workflow run](https://github.com/Codertocat/Hello-World/actions/runs/4242)</sub>" in comment.body
     assert first.outputs["new-failures"] == "1" and first.outputs["conclusion"] == "failure"
     assert first.outputs["base-sha"] == sc.merge_base and first.outputs["compared"] == "true"
     assert first.outputs["total"] == "4" and first.outputs["results-json"] == "gradci-results.json"

@@ -47,6 +47,7 @@ class Report:
     published: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     base_sha: str | None = None
+    base_note: str | None = None  # where the base results came from, for the reader
 
 
 class Publisher:
@@ -220,7 +221,8 @@ class Publisher:
         if settings.baseline is not None:
             base, problem = comparing.load_baseline(settings.baseline)
             if base is not None:
-                self.info(f"base results: {settings.baseline}")
+                self.report.base_note = f"base results: {settings.baseline}"
+                self.info(self.report.base_note)
             return comparing.compare(base, head, baseline_problem=problem)
         if settings.baseline_mode == "none":
             return comparing.compare(
@@ -281,7 +283,22 @@ class Publisher:
         except (ValueError, ResultsFileError) as exc:
             return None, f"base results unusable: {exc}"
         self.report.base_sha = search.artifact.head_sha
+        self.report.base_note = search.note
         return base, None
+
+    def render(self, head: Results, comparison: comparing.Comparison, budget: int) -> str:
+        """The report within ``budget`` bytes, with a footer: where the base came from, the run."""
+        parts = []
+        if self.report.base_note and comparison.base is not None:
+            parts.append(report.md_text(self.report.base_note))
+        if self.context.run_url:
+            parts.append(f"[workflow run]({self.context.run_url})")
+        footer = f"\n<sub>{' · '.join(parts)}</sub>\n" if parts else ""
+        name = self.settings.check_name
+        text = report.render(
+            head, comparison, fmt="markdown", budget=max(0, budget - report.size(footer)), title=name
+        )
+        return text + footer if report.size(text + footer) <= budget else text
 
     def publish_check(self, head: Results, comparison: comparing.Comparison, conclusion: str) -> bool:
         api = self.reachable_api()
@@ -299,13 +316,7 @@ class Publisher:
         if total > len(found):
             note = f"\n\n_Annotations show the first {len(found):,} of {total:,} failures._\n"
         name = self.settings.check_name
-        summary = report.render(
-            head,
-            comparison,
-            fmt="markdown",
-            budget=check_run.SUMMARY_LIMIT - report.size(note),
-            title=name,
-        )
+        summary = self.render(head, comparison, check_run.SUMMARY_LIMIT - report.size(note))
         try:
             done = check_run.publish(
                 api,
@@ -357,7 +368,7 @@ class Publisher:
             return
         create = comment.wanted(mode, comparison)
         name = self.settings.check_name
-        body = report.render(head, comparison, fmt="markdown", budget=comment.body_budget(name), title=name)
+        body = self.render(head, comparison, comment.body_budget(name))
         try:
             done = comment.upsert(api, ctx.pr_number, body, check_name=name, create=create)
         except GitHubError as exc:
@@ -372,8 +383,7 @@ class Publisher:
         room = runner_files.summary_room(environ=self.environ)
         if room is None:
             return
-        name = self.settings.check_name
-        text = report.render(head, comparison, fmt="markdown", budget=max(0, room - 1), title=name)
+        text = self.render(head, comparison, max(0, room - 1))
         try:
             runner_files.append_summary(text, environ=self.environ)
         except OSError as exc:

@@ -139,4 +139,5 @@ def _run_in(
     if base.run.git_sha is None:
         base.run.git_sha = sha
     publisher.report.base_sha = sha
+    publisher.report.base_note = f"base results: gradci run on {sha[:10]} (baseline-mode rerun)"
     return base, None

@@ -1,0 +1,277 @@
+"""The parts of ``gradci publish`` one at a time: event context, workflow commands and files,
+error messages, artifact archives, annotations."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+from ghfake import make_zip, payload
+from ghfixtures import ops_results, read_outputs, result
+
+from gradci.catalog import Location
+from gradci.compare import compare
+from gradci.errors import UsageError
+from gradci.github import artifacts, check_run, client, context, runner_files
+from gradci.results import Outcome
+
+# --- context -------------------------------------------------------------------------------------
+
+
+def env_for(tmp_path: Path, event_name: str, event: dict[str, object], **extra: str) -> dict[str, str]:
+    path = tmp_path / "event.json"
+    path.write_text(json.dumps(event))
+    return {
+        "GITHUB_EVENT_NAME": event_name,
+        "GITHUB_EVENT_PATH": str(path),
+        "GITHUB_REPOSITORY": "ignored/when-the-event-names-it",
+        "GITHUB_SHA": "f" * 40,
+        "GITHUB_RUN_ID": "77",
+        "GITHUB_WORKFLOW_REF": "Codertocat/Hello-World/.github/workflows/ci.yml@refs/heads/master",
+        **extra,
+    }
+
+
+@pytest.mark.parametrize("name", ["pull_request.opened.json", "pull_request.synchronize.json"])
+def test_context_of_a_pull_request_from_the_same_repository(name: str, tmp_path: Path) -> None:
+    event = payload(name)
+    ctx = context.from_environment(env_for(tmp_path, "pull_request", event))
+    pr = event["pull_request"]
+    assert ctx.repository == "Codertocat/Hello-World"
+    assert ctx.head_sha == pr["head"]["sha"] != "f" * 40  # the head, not the merge commit
+    assert (ctx.pr_number, ctx.base_ref, ctx.base_sha) == (2, "master", pr["base"]["sha"])
+    assert ctx.fork is False
+    assert ctx.workflow_path == ".github/workflows/ci.yml"
+    assert ctx.run_url == "https://github.com/Codertocat/Hello-World/actions/runs/77"
+    assert ctx.api_url == "https://api.github.com"
+
+
+def test_context_of_a_pull_request_from_a_fork(tmp_path: Path) -> None:
+    ctx = context.from_environment(
+        env_for(tmp_path, "pull_request", payload("pull_request.opened.fork.json"))
+    )
+    assert ctx.fork is True
+    assert ctx.head_repository == "forker/Hello-World"
+    assert ctx.pr_number == 2
+
+
+def test_context_of_pull_request_target_is_read_like_pull_request(tmp_path: Path) -> None:
+    ctx = context.from_environment(
+        env_for(tmp_path, "pull_request_target", payload("pull_request.opened.json"))
+    )
+    assert (
+        ctx.pr_number == 2
+        and ctx.head_sha == payload("pull_request.opened.json")["pull_request"]["head"]["sha"]
+    )
+
+
+def test_context_of_a_push(tmp_path: Path) -> None:
+    event = payload("push.json")
+    ctx = context.from_environment(
+        env_for(tmp_path, "push", event, GITHUB_API_URL="https://ghe.example/api/v3/")
+    )
+    assert ctx.head_sha == event["after"]
+    assert ctx.base_ref == "master" and ctx.head_ref == "master"
+    assert ctx.base_sha is None  # "before" is all zeros: the branch was created
+    assert ctx.pr_number is None and ctx.fork is False
+    assert ctx.api_url == "https://ghe.example/api/v3"
+
+
+def test_context_of_workflow_dispatch(tmp_path: Path) -> None:
+    ctx = context.from_environment(env_for(tmp_path, "workflow_dispatch", payload("workflow_dispatch.json")))
+    assert ctx.repository == "octo-org/octo-repo"
+    assert ctx.head_sha == "f" * 40 and ctx.head_ref == "main"
+    assert ctx.base_ref == "main" and ctx.pr_number is None
+
+
+def test_context_of_workflow_run(tmp_path: Path) -> None:
+    same = context.from_environment(
+        env_for(tmp_path, "workflow_run", payload("workflow_run.pull_request.json"))
+    )
+    assert (same.pr_number, same.base_ref, same.fork) == (2, "master", False)
+    assert same.triggering_run_id == 289782451 and same.triggering_event == "pull_request"
+    assert same.workflow_path == ".github/workflows/test.yml"  # the triggering workflow's file
+    fork = context.from_environment(
+        env_for(tmp_path, "workflow_run", payload("workflow_run.pull_request.fork.json"))
+    )
+    assert (fork.pr_number, fork.base_ref, fork.fork) == (None, None, True)
+    assert fork.head_repository == "forker/octo-repo" and fork.head_ref == "changes"
+    other = context.from_environment(
+        env_for(tmp_path, "workflow_run", payload("workflow_run.completed.json"))
+    )
+    assert other.triggering_event == "repository_dispatch"
+
+
+def test_context_needs_github_actions(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="GITHUB_REPOSITORY is not set"):
+        context.from_environment({})
+    event = payload("pull_request.opened.json")
+    event["pull_request"]["head"]["sha"] = "not-a-sha; rm -rf /"
+    with pytest.raises(UsageError, match="no commit"):
+        context.from_environment(env_for(tmp_path, "pull_request", event, GITHUB_SHA=""))
+
+
+# --- workflow commands, outputs, job summary -----------------------------------------------------
+
+
+def test_workflow_command_escaping() -> None:
+    line = runner_files.command(
+        "error",
+        "50% off\r\nnext line ::warning::x",
+        {"file": "dir,with:colons.py", "line": 3, "title": "a, b: c%"},
+    )
+    assert line == (
+        "::error file=dir%2Cwith%3Acolons.py,line=3,title=a%2C b%3A c%25::50%25 off%0D%0Anext line ::warning::x"
+    )
+    assert "\n" not in line
+
+
+def test_error_annotations_respect_githubs_ten_per_step() -> None:
+    out = io.StringIO()
+    shown = [runner_files.LogAnnotation(f"m{i}", f"t{i}", "f.py", i + 1) for i in range(10)]
+    assert runner_files.error_annotations(shown, out=out) == 10
+    assert "more" not in out.getvalue()
+    out = io.StringIO()
+    assert runner_files.error_annotations(shown + shown[:2], more=5, out=out) == 10
+    lines = out.getvalue().splitlines()
+    assert lines[8].startswith("::error file=f.py,line=9,title=t8::m8")
+    assert lines[9].startswith("::error title=gradci%3A 8 more::8 more not shown here")
+
+
+def test_outputs_use_delimiters_safe_for_any_value(tmp_path: Path) -> None:
+    output = tmp_path / "out"
+    output.write_text("earlier=1\n")
+    value = "two\nlines\nghadelimiter_x\nEOF"
+    assert runner_files.set_outputs({"a": value, "b": ""}, environ={"GITHUB_OUTPUT": str(output)})
+    assert read_outputs(output) == {"earlier": "1", "a": value, "b": ""}
+    assert runner_files.set_outputs({"a": "1"}, environ={}) is False
+
+
+def test_summary_room_counts_what_the_step_already_wrote(tmp_path: Path) -> None:
+    summary = tmp_path / "summary.md"
+    env = {"GITHUB_STEP_SUMMARY": str(summary)}
+    assert runner_files.summary_room(environ=env) == 1024 * 1024
+    runner_files.append_summary("é" * 10, environ=env)
+    assert runner_files.summary_room(environ=env) == 1024 * 1024 - 21
+    assert runner_files.summary_room(environ={}) is None
+
+
+# --- errors --------------------------------------------------------------------------------------
+
+
+def test_api_errors_name_the_action_the_status_and_the_fix() -> None:
+    import requests
+    from github import BadCredentialsException, GithubException, UnknownObjectException
+
+    token = "ghs_secret123"
+
+    def said(exc: BaseException, permission: str | None = None) -> str:
+        error = client.describe(
+            "create the check run", exc, token=token, api_url="https://x", permission=permission
+        )
+        return str(error)
+
+    assert said(BadCredentialsException(401, {"message": "Bad credentials"}, {})).startswith(
+        "cannot create the check run: GitHub rejected the token (401 Bad credentials)"
+    )
+    forbidden = said(
+        GithubException(403, {"message": "Resource not accessible by integration"}, {}), "checks: write"
+    )
+    assert "(403 Resource not accessible by integration)" in forbidden
+    assert "grant the job 'permissions: checks: write'" in forbidden
+    assert "not found (404 Not Found)" in said(UnknownObjectException(404, {"message": "Not Found"}, {}))
+    invalid = {"message": "Validation Failed", "errors": [{"code": "custom", "message": "Body is too long"}]}
+    assert "(422 Validation Failed: Body is too long)" in said(GithubException(422, invalid, {}))
+    limited = said(GithubException(403, {"message": "You have exceeded a secondary rate limit"}, {}))
+    assert "rate limit held after retries" in limited
+    assert "unreachable (ConnectionError: connection failed)" in said(
+        requests.ConnectionError("Max retries exceeded (Connection refused)")
+    )
+    leaky = said(GithubException(500, {"message": f"token {token} rejected"}, {}))
+    assert token not in leaky and "token *** rejected" in leaky
+
+
+# --- artifacts -----------------------------------------------------------------------------------
+
+
+def test_results_are_read_from_the_zip_wherever_they_are() -> None:
+    res = ops_results({"b"}, ["a", "b"]).to_json()
+    data, pr = artifacts.read_archive(
+        make_zip({"out/gradci-results.json": json.dumps(res), "gradci-pr.json": '{"number": 5}'}), "a"
+    )
+    assert data["summary"]["failed"] == 1 and pr == {"number": 5}
+    # another name, but the only gradci results file: taken
+    data, pr = artifacts.read_archive(make_zip({"merged.json": json.dumps(res), "x.json": "[1]"}), "a")
+    assert data["schema"] == "gradci.results" and pr is None
+
+
+@pytest.mark.parametrize(
+    ("files", "reason"),
+    [
+        ({"notes.txt": "hi", "other.json": "{}"}, "holds no gradci results"),
+        ({"a/gradci-results.json": "{}", "b/gradci-results.json": "{}"}, "several results files"),
+        ({"gradci-results.json": "{truncated"}, "holds no gradci results"),
+    ],
+)
+def test_archives_without_one_usable_results_file_are_refused(files: dict[str, str], reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        artifacts.read_archive(make_zip(files), "artifact x")
+    with pytest.raises(ValueError, match="not a zip archive"):
+        artifacts.read_archive(b"PK\x03\x04 broken", "artifact x")
+
+
+def test_zip_paths_are_never_written_to_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("../../escape/gradci-results.json", json.dumps(ops_results(set(), ["a"]).to_json()))
+    monkeypatch.chdir(tmp_path)
+    data, _ = artifacts.read_archive(buffer.getvalue(), "evil")
+    assert data["schema"] == "gradci.results"
+    assert list(tmp_path.parent.rglob("escape")) == []
+
+
+def test_artifact_name_template() -> None:
+    assert artifacts.artifact_name("gradci-results-{device}", "cuda") == "gradci-results-cuda"
+    assert artifacts.artifact_name("results", "cpu") == "results"
+
+
+# --- annotations ---------------------------------------------------------------------------------
+
+
+def test_cut_keeps_limits_in_characters_and_bytes() -> None:
+    assert check_run.cut("short", 10) == "short"
+    assert check_run.cut("x" * 300, 255) == "x" * 254 + "…"
+    cut = check_run.cut("ü" * 40_000, 65_535, unit="bytes")
+    assert len(cut.encode()) <= 65_535 and cut.endswith("…") and len(cut) > 30_000
+
+
+def test_annotation_locations(tmp_path: Path) -> None:
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "ops.py").write_text("x\n")
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n\n[tool.gradci]\nops = ["a*"]\n')
+    head = ops_results(set(), [])
+    head.tests = [
+        result("in_repo", Outcome.FAILED, location=Location("pkg/ops.py", 7)),
+        result("upstream", Outcome.FAILED),
+        result("absolute", Outcome.ERROR, location=Location("/usr/lib/python3/torch/ops.py", 3)),
+        result("escapes", Outcome.FAILED, location=Location("../outside.py", 3)),
+        result("deleted", Outcome.FAILED, location=Location("pkg/gone.py", 3)),
+        result("passing", Outcome.PASSED, location=Location("pkg/ops.py", 9)),
+    ]
+    made, total = check_run.annotations_for(compare(None, head), root=tmp_path, workflow_path=".github/x.yml")
+    assert total == 5
+    assert {a.title.split(": ")[1].split("_cpu")[0]: (a.path, a.line) for a in made} == {
+        "test_fn_grad_absolute": ("pyproject.toml", 4),
+        "test_fn_grad_deleted": ("pyproject.toml", 4),
+        "test_fn_grad_escapes": ("pyproject.toml", 4),
+        "test_fn_grad_in_repo": ("pkg/ops.py", 7),
+        "test_fn_grad_upstream": ("pyproject.toml", 4),
+    }
+    assert all(a.title.startswith("Failure: ") for a in made)  # no base: not called "new"
+    # without a config file: the workflow file
+    (tmp_path / "pyproject.toml").unlink()
+    made, _ = check_run.annotations_for(compare(None, head), root=tmp_path, workflow_path=".github/x.yml")
+    assert made[1].path == ".github/x.yml"
