@@ -35,6 +35,11 @@ ENTRY_LINES = {  # the line of each op's entry in examples/extension/gradci-ops.
 }
 
 
+def root(project: Path) -> dict[str, str]:
+    """Make ``project`` the repository root that locations are relative to (also under Actions)."""
+    return {"GITHUB_WORKSPACE": str(project)}
+
+
 def copy_example(target: Path) -> Path:
     shutil.copytree(
         EXAMPLE,
@@ -51,7 +56,7 @@ def results_of(path: Path) -> dict[str, dict[str, Any]]:
 @pytest.fixture(scope="module")
 def example_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Completed, Path]:
     project = copy_example(tmp_path_factory.mktemp("example") / "extension")
-    return gradci("run", "--progress", "plain", cwd=project), project
+    return gradci("run", "--progress", "plain", cwd=project, env=root(project)), project
 
 
 def test_the_entry_lines_are_right() -> None:
@@ -149,7 +154,7 @@ def test_breaking_an_op_through_the_environment(tmp_path: Path) -> None:
 def test_installed_package(tmp_path: Path) -> None:
     """pip-install the example (a wheel, into a target directory) and check it from a directory that
     holds only its spec."""
-    pytest.importorskip("setuptools", reason="building the example needs setuptools in this environment")
+    pytest.importorskip("setuptools", minversion="70.1", reason="pip install -e '.[dev]' brings it")
     source = copy_example(tmp_path / "source")
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
     subprocess.run(

@@ -200,6 +200,11 @@ LOAD_ERRORS = [
         "requires_grad)",
     ),
     (
+        "ops:\n  - op: gradci_specops:two_x\n    samples: gradci_specops:raising_samples\n",
+        "gradci-ops.yml:3: ops[0].samples: 'gradci_specops:raising_samples' raised RuntimeError in float64: "
+        "no samples today",
+    ),
+    (
         "ops:\n  - op: gradci_specops:two_x\n    samples: gradci_specops:NOT_CALLABLE\n",
         "gradci-ops.yml:3: ops[0].samples: 'gradci_specops:NOT_CALLABLE' is an int, not a function (a sample "
         "function takes (op, device, dtype, requires_grad, **kwargs) and yields SampleInputs)",
@@ -388,8 +393,9 @@ def test_spec_is_picked_up_and_turns_upstream_off(tmp_path: Path) -> None:
 
     # the CLI: only the spec's op; with --upstream, upstream's too
     (tmp_path / ".gradci.yml").unlink()
-    assert gradci("ops", cwd=tmp_path).stdout == "two_x\tuser  gradci-ops.yml:2\n"
-    both = gradci("ops", "--upstream", "--ops", "two_x,sin", cwd=tmp_path)
+    root = {"GITHUB_WORKSPACE": str(tmp_path)}  # locations are relative to it
+    assert gradci("ops", cwd=tmp_path, env=root).stdout == "two_x\tuser  gradci-ops.yml:2\n"
+    both = gradci("ops", "--upstream", "--ops", "two_x,sin", cwd=tmp_path, env=root)
     assert both.stdout.splitlines()[0] == "two_x\tuser  gradci-ops.yml:2"
     assert both.stdout.splitlines()[1].startswith("sin\top_db")
 
@@ -505,7 +511,8 @@ def test_spec_ops_give_the_outcomes_of_hand_written_opinfos(tmp_path: Path) -> N
     """The example's spec and the same ops written as OpInfos (tests/fixtures/extops_opinfos.py)."""
     shutil.copytree(EXAMPLE / "extops", tmp_path / "extops")
     shutil.copy(EXAMPLE / "gradci-ops.yml", tmp_path)
-    from_spec = gradci("run", "--json", "spec.json", "--junit", "", cwd=tmp_path)
+    root = {"GITHUB_WORKSPACE": str(tmp_path)}  # locations are relative to it
+    from_spec = gradci("run", "--json", "spec.json", "--junit", "", cwd=tmp_path, env=root)
     by_hand = gradci(
         "run",
         "--spec",
@@ -517,6 +524,7 @@ def test_spec_ops_give_the_outcomes_of_hand_written_opinfos(tmp_path: Path) -> N
         "--junit",
         "",
         cwd=tmp_path,
+        env=root,
     )
     assert from_spec.returncode == by_hand.returncode == 1, from_spec.stderr + by_hand.stderr
     spec, hand = results_of(tmp_path / "spec.json"), results_of(tmp_path / "hand.json")
