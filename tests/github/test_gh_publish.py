@@ -504,3 +504,36 @@ def test_our_comment_is_told_apart_from_others(
     assert sc.repo.comments[11].body == f"quoting: {marker('gradci')}"
     assert sc.repo.comments[12].body.endswith("the CUDA report")
     assert len(sc.server.calls_to("GET", r".*/issues/2/comments")) == 4  # 2 pages, twice
+
+
+def test_a_named_base_file_is_compared_and_an_unusable_one_is_exit_code_3(
+    scenario: Scenario, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sc = scenario
+    write_results(sc, ops_results({"beta"}, OPS))
+    write_results(sc, ops_results({"beta"}, OPS), "base.json")
+    done = publish(sc, pr_env(sc), "--baseline", "base.json", monkeypatch=monkeypatch, capsys=capsys)
+    assert done.code == 0  # beta already failed on base: still failing, not new
+    assert done.outputs["still-failing"] == "1" and done.outputs["compared"] == "true"
+    assert sc.server.calls_to("GET", r".*/actions/artifacts") == []  # no search
+
+    (sc.workspace / "base.json").write_text('{"schema": "gradci.results", "vers')
+    done = publish(sc, pr_env(sc), "--baseline", "base.json", monkeypatch=monkeypatch, capsys=capsys)
+    assert done.code == 3
+    assert "gradci: error: base results unusable: base.json: truncated" in done.stderr
+    assert "base results unusable" in done.summary  # published first, with the reason
+    assert len(sc.repo.check_runs) == 2
+
+
+def test_baseline_mode_none_compares_nothing(
+    scenario: Scenario, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sc = scenario
+    sc.artifact_at(sc.merge_base, ops_results(set(), OPS))
+    write_results(sc, ops_results(set(), OPS))
+    env = pr_env(sc)
+    env["GRADCI_BASELINE_MODE"] = "none"
+    done = publish(sc, env, monkeypatch=monkeypatch, capsys=capsys)
+    assert done.code == 0 and done.outputs["compared"] == "false"
+    assert sc.server.calls_to("GET", r".*/compare/.*") == []
+    assert "no comparison asked for" in done.summary

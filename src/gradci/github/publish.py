@@ -37,8 +37,6 @@ from . import artifacts, check_run, comment, runner_files
 from .client import TOKEN_VARIABLES, Api, scrub
 from .context import PULL_REQUEST_EVENTS, from_environment
 
-BASELINE_MODES = ("artifact", "rerun", "none")
-
 
 @dataclass
 class Report:
@@ -64,10 +62,12 @@ class Publisher:
     # -- logging: stderr, and as workflow commands where they become visible warnings --
 
     def info(self, text: str) -> None:
-        print(f"gradci publish: {scrub(text, self.token)}", file=sys.stderr, flush=True)
+        # one line: names from events and artifacts must not start a workflow command of their own
+        text = " ".join(scrub(text, self.token).splitlines())
+        print(f"gradci publish: {text}", file=sys.stderr, flush=True)
 
     def warn(self, text: str) -> None:
-        text = scrub(text, self.token)
+        text = " ".join(scrub(text, self.token).splitlines())
         self.report.warnings.append(text)
         if self.in_actions:
             print(runner_files.command("warning", text, {"title": "gradci publish"}), flush=True)
@@ -120,6 +120,10 @@ class Publisher:
                 hint="the results files are kept; see the warnings above",
             )
         self.info("published: " + ", ".join(self.report.published))
+        if self.settings.baseline is not None:
+            problem = comparing.problem_error(comparison)  # a base file the user named: as compare does
+            if problem is not None:
+                raise problem
         return EXIT_TESTS_FAILED if fail else EXIT_OK
 
     def head_results(self, results_path: Path | None) -> tuple[Results, Path | None]:
