@@ -400,6 +400,17 @@ def test_spec_is_picked_up_and_turns_upstream_off(tmp_path: Path) -> None:
     assert both.stdout.splitlines()[1].startswith("sin\top_db")
 
 
+def test_two_spec_files_are_one_too_many(tmp_path: Path) -> None:
+    for name in ("gradci-ops.yml", "gradci-ops.yaml"):
+        (tmp_path / name).write_text("ops:\n  - op: gradci_specops:two_x\n" + ONE)
+    with pytest.raises(SpecError) as info:
+        resolve({}, environ={}, directory=tmp_path)
+    assert str(info.value) == "both gradci-ops.yml and gradci-ops.yaml are here (keep one of them)"
+    assert resolve({"spec": "gradci-ops.yaml"}, environ={}, directory=tmp_path).spec == Path(
+        "gradci-ops.yaml"
+    )
+
+
 def test_operator_definitions_in_the_config_file_are_pointed_at_the_spec(tmp_path: Path) -> None:
     (tmp_path / ".gradci.yml").write_text("ops:\n  - op: mypkg:f\n")
     with pytest.raises(ConfigError) as info:

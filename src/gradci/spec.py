@@ -86,11 +86,12 @@ _EXPECTATION_KEYS = ("reason", "dtypes")
 
 def find_spec(directory: Path) -> Path | None:
     """The spec in a project directory, if there is one (``--spec`` names another)."""
-    for name in SPEC_FILES:
-        path = directory / name
-        if path.is_file():
-            return Path(name) if directory.resolve() == Path.cwd().resolve() else path
-    return None
+    found = [name for name in SPEC_FILES if (directory / name).is_file()]
+    if len(found) > 1:
+        raise SpecError(f"both {found[0]} and {found[1]} are here", hint="keep one of them")
+    if not found:
+        return None
+    return Path(found[0]) if directory.resolve() == Path.cwd().resolve() else directory / found[0]
 
 
 # --- the parsed spec (no torch) ------------------------------------------------------------------
@@ -653,7 +654,7 @@ def _tensor(reader: _Reader, node: Any, key: str) -> TensorSpec:
     values: dict[str, Any] = {}
     if "shape" in items:
         shape_node = items["shape"][1]
-        shape = reader.scalar(shape_node) if hasattr(shape_node, "value") else None
+        shape = reader.scalar(shape_node)
         if isinstance(shape, int) and not isinstance(shape, bool):
             shape = [shape]
         if not isinstance(shape, list) or not all(
