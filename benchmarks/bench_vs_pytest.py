@@ -1,0 +1,221 @@
+#!/usr/bin/env python3
+"""gradci against pytest-xdist on PyTorch's reference suite, in one run, on the same selection.
+
+    python benchmarks/bench_vs_pytest.py            # the whole CPU suite (about 30 minutes on 2 cores)
+    python benchmarks/bench_vs_pytest.py --quick    # a subset with long and short tests (a few minutes)
+    python benchmarks/bench_vs_pytest.py --ops 'linalg.*'
+
+Runs, one after the other on an otherwise idle machine:
+
+  1. ``gradci run`` with its defaults (one worker per core, one intra-op thread per worker);
+  2. ``OMP_NUM_THREADS=1 pytest -n 2`` on the reference file (what an expert would run);
+  3. ``pytest -n 2`` on the reference file (what most people run);
+
+and reports each wall time, the ratios, the compute floor (gradci's summed test durations divided by
+its workers), gradci's overhead over that floor, its time to first result, the peak memory of the
+largest process of each command, and whether all three agree on every test's outcome.
+
+The reference file is $GRADCI_REFERENCE (default ../shared/reference/test_ops_gradients.py). Results go
+to --out (default .bench/) as bench.json and bench.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests" / "parity"))
+import harness  # noqa: E402 - the parity harness's pytest plugin records pytest's outcomes
+
+# Long gradgrad tests, mid-size ones, and many quick skips: a small model of the full suite.
+QUICK = [
+    "cumprod",
+    "linalg.svd",
+    "nn.functional.max_pool2d",
+    "addmm",
+    "add",
+    "mul",
+    "div",
+    "abs",
+    "acosh",
+    "cov",
+    "nn.functional.hardsigmoid",
+    "cdist",
+    "resize_",
+    "NumpyMulCustomOp",
+    "cond",
+    "sort",
+    "nn.functional.conv2d",
+    "linalg.det",
+    "index_put",
+    "masked.sum",
+]
+
+# Measures the command's whole process tree: RUSAGE_CHILDREN's maxrss is the largest descendant's.
+_TIMER = (
+    "import json, resource, subprocess, sys, time\n"
+    "start = time.monotonic()\n"
+    "code = subprocess.run(sys.argv[1:]).returncode\n"
+    "wall = time.monotonic() - start\n"
+    "usage = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+    "print(json.dumps({'wall': wall, 'code': code, 'max_rss_mib': usage.ru_maxrss / 1024,"
+    " 'cpu': usage.ru_utime + usage.ru_stime}), file=sys.stderr)\n"
+)
+
+
+def timed(command: list[str], *, env: dict[str, str], cwd: Path, log: Path) -> dict[str, Any]:
+    with log.open("w") as out:
+        proc = subprocess.run(
+            [sys.executable, "-c", _TIMER, *command],
+            env=env,
+            cwd=cwd,
+            stdout=out,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    measured = json.loads(proc.stderr.strip().splitlines()[-1])
+    if measured["code"] not in (0, 1):
+        raise SystemExit(f"{command[:3]} failed with exit code {measured['code']}; see {log}")
+    return dict(measured)
+
+
+def pytest_command(reference: Path, out: Path, workers: int) -> tuple[list[str], dict[str, str]]:
+    ini = out / "pytest.ini"
+    ini.write_text("[pytest]\n")
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(reference),
+        "-c",
+        str(ini),
+        "--rootdir",
+        str(out),
+        "-q",
+        "-p",
+        "outcomes_plugin",
+        "-p",
+        "no:cacheprovider",
+        "-n",
+        str(workers),
+    ]
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(filter(None, [str(harness.HERE), os.environ.get("PYTHONPATH")])),
+    )
+    return command, env
+
+
+def pytest_outcomes(records: Path) -> dict[str, str]:
+    outcomes: dict[str, str] = {}
+    for file in records.glob("*.json"):
+        outcomes.update({name: r["outcome"] for name, r in json.loads(file.read_text()).items()})
+    return outcomes
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--ops", default="", help="comma-separated op patterns (default: the whole suite)")
+    parser.add_argument("--quick", action="store_true", help=f"a quick subset: {','.join(QUICK)}")
+    parser.add_argument("--workers", type=int, default=2, help="pytest -n (gradci uses its default)")
+    parser.add_argument("--out", type=Path, default=REPO / ".bench")
+    args = parser.parse_args()
+    reference = harness.reference_path()
+    if not reference.is_file():
+        parser.error(f"reference suite not found at {reference}; set GRADCI_REFERENCE")
+    ops = QUICK if args.quick else [p for p in args.ops.replace(" ", ",").split(",") if p]
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+
+    names = out / "ops.txt"
+    names.write_text("\n".join(harness.formatted_names(ops, [])))
+    runs: dict[str, dict[str, Any]] = {}
+
+    gradci_cmd = [
+        sys.executable,
+        "-m",
+        "gradci",
+        "run",
+        "--progress",
+        "plain",
+        "--json",
+        str(out / "gradci.json"),
+        "--junit",
+        str(out / "gradci.xml"),
+    ] + (["--ops", ",".join(ops)] if ops else [])
+    print("gradci run ...", flush=True)
+    runs["gradci"] = timed(gradci_cmd, env=dict(os.environ), cwd=out, log=out / "gradci.log")
+
+    command, env = pytest_command(reference, out, args.workers)
+    for label, extra in (("pytest_omp1", {"OMP_NUM_THREADS": "1"}), ("pytest", {})):
+        records = out / f"{label}-outcomes"
+        records.mkdir(exist_ok=True)
+        for stale in records.glob("*.json"):
+            stale.unlink()
+        run_env = {k: v for k, v in env.items() if k != "OMP_NUM_THREADS"}
+        run_env.update(extra, GRADCI_PARITY_OUT=str(records), GRADCI_PARITY_OPS=str(names))
+        print(f"{label.replace('_omp1', ' (OMP_NUM_THREADS=1)')} -n {args.workers} ...", flush=True)
+        runs[label] = timed(command, env=run_env, cwd=out, log=out / f"{label}.log")
+        runs[label]["outcomes"] = pytest_outcomes(records)
+
+    data = json.loads((out / "gradci.json").read_text())
+    tests = data["tests"]
+    workers = data["run"]["workers"]
+    floor = sum(t["duration"] for t in tests) / workers
+    ours = {t["id"]: harness.AS_PYTEST[t["outcome"]] for t in tests}
+    same = all(runs[k]["outcomes"] == ours for k in ("pytest_omp1", "pytest"))
+    summary = {
+        "machine": {
+            "cores": os.cpu_count(),
+            "cpu": data["run"].get("device_name"),
+            "python": platform.python_version(),
+            "torch": data["run"]["torch_version"],
+        },
+        "selection": ops or "all",
+        "tests": len(tests),
+        "gradci_workers": workers,
+        "gradci_threads_per_worker": data["run"]["threads_per_worker"],
+        "wall": {k: round(v["wall"], 1) for k, v in runs.items()},
+        "ratio_vs_pytest_omp1": round(runs["gradci"]["wall"] / runs["pytest_omp1"]["wall"], 3),
+        "ratio_vs_pytest": round(runs["gradci"]["wall"] / runs["pytest"]["wall"], 3),
+        "compute_floor": round(floor, 1),
+        "gradci_overhead_over_floor": round(runs["gradci"]["wall"] - floor, 1),
+        "time_to_first_result": data["run"].get("first_result_after"),
+        "peak_rss_mib": {k: round(v["max_rss_mib"]) for k, v in runs.items()},
+        "same_outcomes": same,
+        "measured_at": time.strftime("%Y-%m-%d %H:%M"),
+    }
+    (out / "bench.json").write_text(json.dumps(summary, indent=1) + "\n")
+    table = "\n".join(
+        [
+            f"| {summary['tests']} tests ({'quick subset' if args.quick else summary['selection']}) | wall | ratio gradci/this |",
+            "|---|---|---|",
+            f"| gradci run ({workers} workers x {summary['gradci_threads_per_worker']} thread) | {summary['wall']['gradci']} s | |",
+            f"| OMP_NUM_THREADS=1 pytest -n {args.workers} | {summary['wall']['pytest_omp1']} s | {summary['ratio_vs_pytest_omp1']} |",
+            f"| pytest -n {args.workers} | {summary['wall']['pytest']} s | {summary['ratio_vs_pytest']} |",
+            f"| compute floor (gradci's test durations / {workers}) | {summary['compute_floor']} s | |",
+        ]
+    )
+    notes = (
+        f"gradci over the floor: {summary['gradci_overhead_over_floor']} s; first result after "
+        f"{summary['time_to_first_result']} s; peak RSS of the largest process (MiB): {summary['peak_rss_mib']}; "
+        f"same outcomes on all three: {same}; machine: {summary['machine']}"
+    )
+    (out / "bench.md").write_text(table + "\n\n" + notes + "\n")
+    print(table)
+    print(notes)
+    return 0 if same else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
