@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -207,6 +208,7 @@ class StepRun:
     uses: str | None = None
     with_: dict[str, str] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
 
 
 @dataclass
@@ -217,7 +219,9 @@ class ActionRun:
 
     @property
     def log(self) -> str:
-        return "\n".join(f"## {s.name}\n{s.stdout}{s.stderr}" for s in self.steps if s.ran)
+        return "\n".join(
+            f"## {s.name} ({s.seconds:.1f} s)\n{s.stdout}{s.stderr}" for s in self.steps if s.ran
+        )
 
     def step(self, name: str) -> StepRun:
         [found] = [s for s in self.steps if s.name == name]
@@ -273,6 +277,7 @@ def run_action(
         }
         cwd = workspace / interpolate(step.get("working-directory", "."), contexts, status)
         assert step.get("shell") == "bash", f"{name}: only shell: bash is run here"
+        started = time.monotonic()
         done = subprocess.run(
             ["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)],
             cwd=cwd,
@@ -282,6 +287,7 @@ def run_action(
             timeout=timeout,
         )
         record.returncode, record.stdout, record.stderr = done.returncode, done.stdout, done.stderr
+        record.seconds = time.monotonic() - started
         record.outputs = read_outputs(output)
         if record.id:
             contexts["steps"][record.id] = {"outputs": record.outputs}

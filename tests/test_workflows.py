@@ -28,9 +28,9 @@ SCRIPTS = [
     REPO / "tests" / "container" / "prepare.sh",
 ]
 BIN = Path(sys.executable).parent
-# Settings a workflow has no use for as action inputs: progress is for terminals; json and junit
-# are the inputs of those names, always set by the action.
-NOT_INPUTS = {"progress", "json", "junit"}
+# Settings a workflow has no use for as action inputs: progress is for terminals, image for
+# gradci container; json and junit are the inputs of those names, always set by the action.
+NOT_INPUTS = {"progress", "image", "json", "junit"}
 
 
 def _tool(name: str) -> str:

@@ -307,8 +307,9 @@ the token needs checks: write, pull-requests: write, actions: read; where it can
 def _cmd_container(args: argparse.Namespace) -> int:
     from . import container
 
+    settings = resolve({"image": args.image})
     return container.command(
-        args.gradci_args, image=args.image, gpus=args.gpus, pull=args.pull, user=args.user, env=args.env
+        args.gradci_args, image=settings.image, gpus=args.gpus, pull=args.pull, user=args.user, env=args.env
     )
 
 
@@ -316,7 +317,8 @@ def _add_container(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--image",
         metavar="IMAGE",
-        help="image to run (default: ghcr.io/gradci/gradci:VERSION, or VERSION-cuda with --gpus)",
+        help="image to run (default: ghcr.io/gradci/gradci:VERSION, or VERSION-cuda with --gpus; "
+        "also the 'image' option of the config file, GRADCI_IMAGE)",
     )
     parser.add_argument(
         "--gpus",

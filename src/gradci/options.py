@@ -60,6 +60,8 @@ class Settings:
     json: Path | None = Path("gradci-results.json")
     junit: Path | None = Path("gradci-junit.xml")
     progress: str = "auto"
+    # gradci container
+    image: str | None = None  # None: the image of this gradci version
 
     @property
     def use_upstream(self) -> bool:
@@ -239,6 +241,7 @@ PARSERS: Mapping[str, Callable[[Any, str], Any]] = {
     "json": _path,
     "junit": _path,
     "progress": _choice("auto", "rich", "plain", "none"),
+    "image": _text,
 }
 assert set(PARSERS) == {f.name for f in fields(Settings)}, "every setting needs a parser"
 

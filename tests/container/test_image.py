@@ -302,6 +302,28 @@ def test_gradci_container_missing_image_is_one_line_exit_5(docker_api: str, tmp_
     ]
 
 
+@pytest.mark.parametrize("where", ["config", "environment"])
+def test_gradci_container_image_from_config_or_environment(
+    docker_api: str, tmp_path: Path, where: str
+) -> None:
+    image = f"localhost/gradci:from-{where}"
+    env = {"DOCKER_HOST": docker_api}
+    if where == "config":
+        (tmp_path / ".gradci.yml").write_text(f"image: {image}\n")
+    else:
+        env["GRADCI_IMAGE"] = image
+    done = subprocess.run(
+        [sys.executable, "-m", "gradci", "container", "--pull", "never", "--", "--version"],
+        cwd=tmp_path,
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("GRADCI_")}, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 5
+    assert f"image {image} is not available locally" in done.stderr
+
+
 @pytest.mark.skipif(shutil.which("docker") is None, reason="no docker CLI on this machine")
 def test_docker_cli_through_podman(image: str, docker_api: str, tmp_path: Path) -> None:
     """The README's line, with the docker CLI itself (talking to podman's Docker API)."""
