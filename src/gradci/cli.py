@@ -282,7 +282,8 @@ def _add_publish(parser: argparse.ArgumentParser) -> None:
         "--comment-mode",
         dest="comment_mode",
         choices=("always", "changes", "failures", "off"),
-        help="when to write the pull-request comment (default: always; an existing one is always updated)",
+        help="when to write the pull-request comment (default: always); unless off, an existing one is "
+        "always updated",
     )
     out.add_argument("--json", metavar="PATH", help="default RESULTS_JSON (default: gradci-results.json)")
     out.add_argument(

@@ -368,7 +368,7 @@ class FakeGitHub:
         # Another host name for the same socket: artifact archives come from "storage", and a client
         # must not send its GitHub token there (PyGithub drops it when the host changes).
         self.storage_url = f"http://localhost:{port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True)
         self._thread.start()
         return self
 

@@ -537,3 +537,22 @@ def test_baseline_mode_none_compares_nothing(
     assert done.code == 0 and done.outputs["compared"] == "false"
     assert sc.server.calls_to("GET", r".*/compare/.*") == []
     assert "no comparison asked for" in done.summary
+
+
+def test_workflow_dispatch_on_the_default_branch_compares_with_the_commits_before(
+    github: FakeGitHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    event = payload("workflow_dispatch.json")  # octo-org/octo-repo, ref refs/heads/main
+    repo = github.add_repo("octo-org/octo-repo", id=event["repository"]["id"], default_branch="main")
+    main = repo.chain("main", 4)
+    github.add_token(TOKEN)
+    github.add_artifact(repo, "gradci-results-cpu", main[1], results_zip_files(ops_results(set(), OPS)))
+    sc = Scenario(github, repo, main, main[-1], main[-1], tmp_path / "ws", tmp_path)
+    sc.workspace.mkdir()
+    write_results(sc, ops_results({"alpha"}, OPS))
+    env = actions_env(sc, "workflow_dispatch", event, sha=main[-1])
+    done = publish(sc, env, monkeypatch=monkeypatch, capsys=capsys)
+
+    assert done.outputs["base-sha"] == main[1]  # main[2] has no results; main[3] is this commit
+    assert the_check_run(sc).head_sha == main[-1]
+    assert repo.comments == {} and done.code == 1
