@@ -91,7 +91,7 @@ def _run(
     action_dir: Path, inputs: dict[str, str], env: dict[str, str], workspace: Path, tmp: Path
 ) -> ActionRun:
     runner_temp = tmp / "runner-temp"
-    runner_temp.mkdir(exist_ok=True)
+    runner_temp.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in env.items() if k != "GITHUB_TOKEN"}  # the runner sets none itself
     return run_action(
         action_dir,
@@ -240,3 +240,64 @@ def test_bad_input_is_one_clear_error(
     assert run.outputs["exit-code"] == "2"
     assert not run.step("Upload the results artifact").ran
     assert scenario.repo.check_runs == {}  # nothing ran, nothing published
+
+
+def test_shards_then_merge_and_publish_on_push(
+    scenario: Scenario, action_dir: Path, job_python: Path, tmp_path: Path
+) -> None:
+    """examples/workflows/sharded.yml on a push to the default branch: two shards upload their
+    results, the merge job joins them, publishes, and uploads the base results artifact."""
+    sc = scenario
+    (sc.workspace / "mylib_ops.py").write_text(OPS_MODULE)
+    event = payload("push.json")  # a push to master
+    sc.repo.add_commit(event["after"], [sc.master[-1]])
+    sc.repo.branches["master"] = event["after"]
+    env = {
+        **actions_env(sc, "push", event, sha=event["after"]),
+        "TOKEN_PROBE": str(tmp_path / "probe"),
+    }
+    shards = sc.workspace / "shards"
+    for k in (1, 2):
+        run = _run(
+            action_dir,
+            {
+                "op-modules": "mylib_ops",
+                "checks": "grad",
+                "dtypes": "float64",
+                "shard": f"{k}/2",
+                "publish": "false",
+                "fail-on": "none",
+                "python": str(job_python),
+            },
+            env,
+            sc.workspace,
+            tmp_path / f"shard{k}",
+        )
+        # a failing test, but the verdict is the merge job's
+        assert run.status == "success", run.log
+        assert run.outputs["artifact-name"] == f"gradci-results-cpu-shard-{k}-of-2"
+        upload = run.step("Upload the results artifact").with_
+        # what actions/download-artifact puts in shards/<artifact name>/
+        target = shards / upload["name"]
+        target.mkdir(parents=True)
+        for path in upload["path"].splitlines():
+            shutil.copy2(path, target)
+        (sc.workspace / "gradci-results.json").unlink()
+
+    merged = _run(
+        action_dir,
+        {"command": "merge", "merge-files": "shards/**/gradci-results.json", "token": TOKEN},
+        env,
+        sc.workspace,
+        tmp_path / "merge",
+    )
+    assert merged.step("Run gradci").returncode == 1, merged.log
+    assert (merged.outputs["total"], merged.outputs["new-failures"]) == ("2", "1")
+    assert merged.outputs["artifact-name"] == "gradci-results-cpu"  # the base results of later PRs
+    [check] = sc.repo.check_runs.values()
+    assert (check.head_sha, check.conclusion) == (event["after"], "failure")
+    data = json.loads((sc.workspace / "gradci-results.json").read_text())
+    assert sorted(t["id"] for t in data["tests"]) == [
+        "test_fn_grad_mylib_kept_cpu_float64",
+        "test_fn_grad_mylib_scale_cpu_float64",
+    ]
