@@ -21,6 +21,8 @@ import pytest
 from conftest import REPO, gradci
 from junitparser import JUnitXml
 
+from gradci import __version__
+
 pytestmark = pytest.mark.slow
 
 HERE = Path(__file__).resolve().parent
@@ -121,7 +123,7 @@ def test_image_is_small_non_root_and_runs_gradci(image: str) -> None:
         "ls /root/.cache /home/gradci/.cache 2>/dev/null || echo no-cache; "
         "python3 -c 'import torch; print(torch.__version__)'; gradci --version",
     ).stdout.split()
-    assert probe == ["1000", "no-compiler", "no-cache", "2.13.0+cpu", "gradci", "0.1.0"]
+    assert probe == ["1000", "no-compiler", "no-cache", "2.13.0+cpu", "gradci", __version__]
     size = int(json.loads(_podman("image", "inspect", image).stdout)[0]["Size"])
     # torch's CPU build is ~0.8 GB of it; a leftover pip cache or toolchain would show up here.
     assert size < 1.4e9, f"image is {size / 1e9:.2f} GB"
@@ -227,7 +229,7 @@ def test_gradci_container_runs_the_image_on_the_current_directory(
     )
     assert done.returncode == 0, done.stderr
     # streamed from the container, each to its stream
-    assert "gradci 0.1.0: 4 tests over 2 ops on cpu" in done.stderr
+    assert f"gradci {__version__}: 4 tests over 2 ops on cpu" in done.stderr
     assert "== 4 passed" in done.stdout
     outcomes = _testcases(project / "junit" / "add.xml")
     assert outcomes == dict.fromkeys(
