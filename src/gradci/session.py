@@ -138,6 +138,16 @@ def _git_sha() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+def process_age() -> float | None:
+    """Seconds since this process started (interpreter start-up included), where /proc tells."""
+    try:
+        start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return round(uptime - start_ticks / os.sysconf("SC_CLK_TCK"), 2)
+
+
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -241,6 +251,8 @@ class Session:
         results: list[TestResult] = []
 
         def collect(result: TestResult) -> None:
+            if not results:
+                info.first_result_after = process_age()
             results.append(result)  # kept here too, so an interrupted run keeps what finished
             on_result(result)
 
