@@ -19,7 +19,7 @@ absolute() { case $1 in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
 # An input that is set becomes its GRADCI_* variable; one left empty leaves the project's
 # configuration ([tool.gradci], .gradci.yml) and gradci's defaults in force.
 for name in OPS EXCLUDE CHECKS DTYPES DEVICE OP_MODULES SPEC UPSTREAM SHARD WORKERS THREADS TIMEOUT \
-  RERUNS DURATIONS BASELINE BASELINE_MODE BASELINE_COMMITS BASELINE_SETUP FAIL_ON COMMENT_MODE \
+  RERUNS ALLOCATOR DURATIONS BASELINE BASELINE_MODE BASELINE_COMMITS BASELINE_SETUP FAIL_ON COMMENT_MODE \
   CHECK_NAME ARTIFACT_NAME; do
   var=IN_$name
   if [ -n "${!var:-}" ]; then export "GRADCI_$name=${!var}"; fi

@@ -63,7 +63,7 @@ QUICK = [
 _TIMER = (
     "import json, resource, subprocess, sys, time\n"
     "start = time.monotonic()\n"
-    "code = subprocess.run(sys.argv[1:]).returncode\n"
+    "code = subprocess.run(sys.argv[1:], stderr=subprocess.STDOUT).returncode\n"
     "wall = time.monotonic() - start\n"
     "usage = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
     "print(json.dumps({'wall': wall, 'code': code, 'max_rss_mib': usage.ru_maxrss / 1024,"
@@ -87,38 +87,17 @@ def timed(command: list[str], *, env: dict[str, str], cwd: Path, log: Path) -> d
     return dict(measured)
 
 
-def pytest_command(reference: Path, out: Path, workers: int) -> tuple[list[str], dict[str, str]]:
-    ini = out / "pytest.ini"
-    ini.write_text("[pytest]\n")
-    command = [
-        sys.executable,
-        "-m",
-        "pytest",
-        str(reference),
-        "-c",
-        str(ini),
-        "--rootdir",
-        str(out),
-        "-q",
-        "-p",
-        "outcomes_plugin",
-        "-p",
-        "no:cacheprovider",
-        "-n",
-        str(workers),
+def shard_balance(tests: list[dict[str, Any]], count: int) -> float:
+    """Slowest over mean shard, for the partition gradci plans (shipped durations), timed with this run's."""
+    from gradci.durations import shipped_durations
+    from gradci.plan import PlannedTest, partition
+
+    planned = [PlannedTest(t["id"], t["check"], t["op"], t["db"], t["device"], t["dtype"]) for t in tests]
+    measured = {t["id"]: t["duration"] for t in tests}
+    loads = [
+        sum(measured[t.id] for t in shard) for shard in partition(planned, count, shipped_durations("cpu"))
     ]
-    env = dict(
-        os.environ,
-        PYTHONPATH=os.pathsep.join(filter(None, [str(harness.HERE), os.environ.get("PYTHONPATH")])),
-    )
-    return command, env
-
-
-def pytest_outcomes(records: Path) -> dict[str, str]:
-    outcomes: dict[str, str] = {}
-    for file in records.glob("*.json"):
-        outcomes.update({name: r["outcome"] for name, r in json.loads(file.read_text()).items()})
-    return outcomes
+    return round(max(loads) / (sum(loads) / count), 3)
 
 
 def main() -> int:
@@ -156,17 +135,17 @@ def main() -> int:
     print("gradci run ...", flush=True)
     runs["gradci"] = timed(gradci_cmd, env=dict(os.environ), cwd=out, log=out / "gradci.log")
 
-    command, env = pytest_command(reference, out, args.workers)
-    for label, extra in (("pytest_omp1", {"OMP_NUM_THREADS": "1"}), ("pytest", {})):
+    for label, one_thread in (("pytest_omp1", True), ("pytest", False)):
         records = out / f"{label}-outcomes"
         records.mkdir(exist_ok=True)
         for stale in records.glob("*.json"):
             stale.unlink()
-        run_env = {k: v for k, v in env.items() if k != "OMP_NUM_THREADS"}
-        run_env.update(extra, GRADCI_PARITY_OUT=str(records), GRADCI_PARITY_OPS=str(names))
+        command, env = harness.pytest_invocation(
+            reference, out, args.workers, records, names, one_thread=one_thread
+        )
         print(f"{label.replace('_omp1', ' (OMP_NUM_THREADS=1)')} -n {args.workers} ...", flush=True)
-        runs[label] = timed(command, env=run_env, cwd=out, log=out / f"{label}.log")
-        runs[label]["outcomes"] = pytest_outcomes(records)
+        runs[label] = timed(command, env=env, cwd=out, log=out / f"{label}.log")
+        runs[label]["outcomes"] = harness.read_records(records)[0]
 
     data = json.loads((out / "gradci.json").read_text())
     tests = data["tests"]
@@ -174,6 +153,7 @@ def main() -> int:
     floor = sum(t["duration"] for t in tests) / workers
     ours = {t["id"]: harness.AS_PYTEST[t["outcome"]] for t in tests}
     same = all(runs[k]["outcomes"] == ours for k in ("pytest_omp1", "pytest"))
+    balance = shard_balance(tests, 4)
     summary = {
         "machine": {
             "cores": os.cpu_count(),
@@ -192,7 +172,9 @@ def main() -> int:
         "gradci_overhead_over_floor": round(runs["gradci"]["wall"] - floor, 1),
         "time_to_first_result": data["run"].get("first_result_after"),
         "peak_rss_mib": {k: round(v["max_rss_mib"]) for k, v in runs.items()},
+        "gradci_worker_peak_rss_mib": data["run"].get("worker_peak_rss_mib"),
         "same_outcomes": same,
+        "shards_4_slowest_over_mean": balance,
         "measured_at": time.strftime("%Y-%m-%d %H:%M"),
     }
     (out / "bench.json").write_text(json.dumps(summary, indent=1) + "\n")
@@ -208,8 +190,10 @@ def main() -> int:
     )
     notes = (
         f"gradci over the floor: {summary['gradci_overhead_over_floor']} s; first result after "
-        f"{summary['time_to_first_result']} s; peak RSS of the largest process (MiB): {summary['peak_rss_mib']}; "
-        f"same outcomes on all three: {same}; machine: {summary['machine']}"
+        f"{summary['time_to_first_result']} s; peak RSS of the largest process (MiB): {summary['peak_rss_mib']}, "
+        f"of a gradci worker: {summary['gradci_worker_peak_rss_mib']}; "
+        f"same outcomes on all three: {same}; 4 shards planned from the shipped durations, timed with this run's: "
+        f"slowest/mean = {balance}; machine: {summary['machine']}"
     )
     (out / "bench.md").write_text(table + "\n\n" + notes + "\n")
     print(table)

@@ -94,6 +94,12 @@ def _add_run(parser: argparse.ArgumentParser) -> None:
         help="progress display (default: a bar on a terminal, lines in a log)",
     )
     group.add_argument(
+        "--allocator",
+        metavar="NAME",
+        help="malloc of the test processes: auto (jemalloc or tcmalloc when installed, else the "
+        "system's), system, jemalloc, tcmalloc, or a library path (default: auto; Linux only)",
+    )
+    group.add_argument(
         "--reruns",
         metavar="N",
         help="re-run each failed or errored test up to N times, each in a fresh worker; "
@@ -148,6 +154,7 @@ _SETTING_FLAGS = (
     "threads",
     "timeout",
     "reruns",
+    "allocator",
     "baseline",
     "fail_on",
     "baseline_mode",
@@ -168,9 +175,12 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from . import commands
+    from . import allocator, commands
 
-    return commands.run(settings_from(args), sys.argv)
+    settings = settings_from(args)
+    if args.from_command_line:  # never replace a process that called main() itself
+        allocator.reexec_with(settings.allocator, sys.argv[1:])
+    return commands.run(settings, sys.argv)
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -485,6 +495,7 @@ def _prepare_environment() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     _prepare_environment()
     args = build_parser().parse_args(argv)
+    args.from_command_line = argv is None
     handler: Callable[[argparse.Namespace], Any] = args.handler
     try:
         return int(handler(args))

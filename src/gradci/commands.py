@@ -15,8 +15,16 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from . import __version__
-from .console import Console, describe_failure, escape_workflow_commands, print_summary, summary_line
+from . import __version__, allocator
+from .console import (
+    Console,
+    counted,
+    describe_failure,
+    escape_workflow_commands,
+    print_summary,
+    summary_line,
+    workers_and_threads,
+)
 from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_TESTS_FAILED, GradciError, SelectionError
 from .options import Settings
 from .results import Outcome, Results, TestResult, write_atomic
@@ -67,8 +75,10 @@ def run(settings: Settings, argv: Sequence[str]) -> int:
     workers, threads = session.workers_and_threads()
     ops = len({t.op for t in tests})
     console.info(
-        f"gradci {__version__}: {len(tests)} tests over {ops} ops on {session.device}, "
-        f"{workers} workers x {threads} threads" + (f", shard {settings.shard}" if settings.shard else "")
+        f"gradci {__version__}: {counted(len(tests), 'test')} over {counted(ops, 'op')} on {session.device}, "
+        + workers_and_threads(workers, threads)
+        + (f", shard {settings.shard}" if settings.shard else "")
+        + (f", malloc from {allocator.active()}" if allocator.active() != "system" else "")
     )
     with _sigterm_as_interrupt():
         progress = console.progress(len(tests))

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from typing import IO, Protocol
 
-from .results import Outcome, Results, TestResult
+from .results import OUTCOME_ORDER, Outcome, Results, TestResult
 
 _PLAIN_INTERVAL = 15.0  # seconds between progress lines in a log
 
@@ -191,20 +191,17 @@ class Console:
         return NoProgress()
 
 
+def counted(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def workers_and_threads(workers: int, threads: int) -> str:
+    return f"{counted(workers, 'worker')} x {counted(threads, 'thread')}"
+
+
 def summary_line(results: Results) -> str:
     counts = results.counts()
-    words = [
-        f"{counts[o]} {o.value}"
-        for o in (
-            Outcome.FAILED,
-            Outcome.ERROR,
-            Outcome.XPASSED,
-            Outcome.PASSED,
-            Outcome.SKIPPED,
-            Outcome.XFAILED,
-        )
-        if counts.get(o)
-    ]
+    words = [f"{counts[o]} {o.value}" for o in OUTCOME_ORDER if counts.get(o)]
     flaky = sum(t.flaky for t in results.tests)
     if flaky:
         words.append(f"{flaky} flaky")
@@ -212,7 +209,7 @@ def summary_line(results: Results) -> str:
     duration = results.run.duration or 0.0
     how = ""
     if results.run.workers:
-        how = f" ({results.run.workers} workers x {results.run.threads_per_worker} threads)"
+        how = f" ({workers_and_threads(results.run.workers, results.run.threads_per_worker or 1)})"
     interrupted = " (interrupted)" if results.run.interrupted else ""
     return f"{text} in {duration:.1f}s{how}{interrupted}"
 

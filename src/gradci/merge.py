@@ -127,6 +127,12 @@ def merge(
         command=list(command),
         git_sha=same([r.git_sha for r in runs]),
         interrupted=bool(interrupted),
+        first_result_after=min(
+            (r.first_result_after for r in runs if r.first_result_after is not None), default=None
+        ),
+        worker_peak_rss_mib=max(
+            (r.worker_peak_rss_mib for r in runs if r.worker_peak_rss_mib is not None), default=None
+        ),
         merged_from=[
             {
                 "file": name,

@@ -46,6 +46,7 @@ class Settings:
     timeout: float = 300.0
     durations: Path | None = None
     reruns: int = 1  # re-runs of a failing test, each in a fresh worker; passing on one makes it flaky
+    allocator: str = "auto"  # malloc of the test processes: auto | system | jemalloc | tcmalloc | PATH
     # against the base branch
     baseline: Path | None = None  # base results: compared at the end; their durations order the run
     fail_on: str = "new"  # new | any | none: what makes the exit code 1
@@ -215,6 +216,13 @@ def _shard(value: Any, where: str) -> Shard | None:
         raise ConfigError(f"{where}: {exc.message}") from None
 
 
+def _allocator(value: Any, where: str) -> str:
+    text = str(value).strip()
+    if not text:
+        raise ConfigError(f"{where}: expected auto, system, jemalloc, tcmalloc or a library path")
+    return text.lower() if text.lower() in ("auto", "system", "jemalloc", "tcmalloc") else text
+
+
 PARSERS: Mapping[str, Callable[[Any, str], Any]] = {
     "ops": _patterns,
     "exclude": _patterns,
@@ -230,6 +238,7 @@ PARSERS: Mapping[str, Callable[[Any, str], Any]] = {
     "timeout": _positive_float,
     "durations": _path,
     "reruns": _count,
+    "allocator": _allocator,
     "baseline": _path,
     "fail_on": _choice("new", "any", "none"),
     "baseline_mode": _choice("artifact", "rerun", "none"),

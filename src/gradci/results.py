@@ -145,6 +145,8 @@ class RunInfo:
     interrupted: bool = False
     merged_from: list[dict[str, Any]] = field(default_factory=list)  # the parts of ``gradci merge``
     first_result_after: float | None = None  # seconds from process start to the first test result
+    worker_peak_rss_mib: float | None = None  # the largest resident set of any worker
+    allocator: str | None = None  # malloc of the test processes: "system" or the preloaded library
 
 
 @dataclass

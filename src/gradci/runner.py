@@ -87,6 +87,7 @@ class Runner:
         self.tests_per_worker = tests_per_worker  # 1: every test in a fresh worker (re-runs)
         self._tmp = Path(tempfile.mkdtemp(prefix="gradci-workers-"))
         self._serial = 0
+        self.peak_rss_kib = 0  # the largest resident set any worker reported
 
     # -- workers --------------------------------------------------------------------------------
 
@@ -147,6 +148,7 @@ class Runner:
         if payload["outcome"] in (Outcome.FAILED, Outcome.XPASSED, Outcome.ERROR):
             payload.setdefault("output", self._read_output(worker))
         payload.pop("poisoned", None)
+        self.peak_rss_kib = max(self.peak_rss_kib, payload.pop("max_rss_kib", 0))
         result = self.make_result(test, payload)
         results.append(result)
         self.on_result(result)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, allocator
 from .catalog import OpEntry, load_op_module, load_upstream, select
 from .errors import DeviceError, GradciError, SelectionError
 from .options import Settings
@@ -168,6 +168,7 @@ def run_info(settings: Settings, device: str, argv: Sequence[str]) -> RunInfo:
         selection=selection_record(settings),
         command=list(argv),
         git_sha=_git_sha(),
+        allocator=allocator.active(),
     )
 
 
@@ -269,6 +270,7 @@ class Session:
             runner.close()
             info.finished_at = _now()
             info.duration = round(time.monotonic() - started, 3)
+            info.worker_peak_rss_mib = round(runner.peak_rss_kib / 1024, 1) or None
         return Results(info, results), error
 
     def builder(self) -> Callable[[], Any]:

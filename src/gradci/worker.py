@@ -11,6 +11,7 @@ from __future__ import annotations
 import faulthandler
 import os
 import re
+import resource
 import signal
 import sys
 import time
@@ -361,6 +362,7 @@ def worker_main(conn: Connection, config: WorkerConfig) -> None:
             return
         name = message[1]
         result = run_one(cls, name)
+        result["max_rss_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # peak so far
         sys.stdout.flush()
         sys.stderr.flush()
         conn.send(("result", name, result))

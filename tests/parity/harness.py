@@ -123,19 +123,20 @@ def run_gradci(
     )
 
 
-def run_pytest(names: Sequence[str], workers: int, out: Path, reference: Path) -> Side:
-    records = out / "pytest-outcomes"
-    records.mkdir(exist_ok=True)
-    names_file = out / "ops.txt"
-    names_file.write_text("\n".join(names))
+def pytest_invocation(
+    reference: Path, out: Path, workers: int, records: Path, names_file: Path, *, one_thread: bool = True
+) -> tuple[list[str], dict[str, str]]:
+    """The pytest command on the reference file, recording outcomes of the ops in ``names_file``."""
     ini = out / "pytest.ini"
     ini.write_text("[pytest]\n")  # keep the project's pytest settings away from the reference run
-    env = dict(
-        os.environ,
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    env.update(
         GRADCI_PARITY_OUT=str(records),
         GRADCI_PARITY_OPS=str(names_file),
         PYTHONPATH=os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")])),
     )
+    if one_thread:  # one intra-op thread per xdist worker, as gradci: same outcomes, no oversubscription
+        env["OMP_NUM_THREADS"] = "1"
     command = [
         sys.executable,
         "-m",
@@ -151,11 +152,29 @@ def run_pytest(names: Sequence[str], workers: int, out: Path, reference: Path) -
         "no:cacheprovider",
         "-q",
         "--no-header",
-        "-o",
-        "console_output_style=classic",
     ]
     if workers > 1:
         command += ["-n", str(workers)]
+    return command, env
+
+
+def read_records(records: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """Outcomes and skip reasons the plugin wrote, per test id."""
+    outcomes: dict[str, str] = {}
+    reasons: dict[str, str] = {}
+    for file in records.glob("*.json"):
+        for name, record in json.loads(file.read_text()).items():
+            outcomes[name] = record["outcome"]
+            reasons[name] = record["reason"]
+    return outcomes, reasons
+
+
+def run_pytest(names: Sequence[str], workers: int, out: Path, reference: Path) -> Side:
+    records = out / "pytest-outcomes"
+    records.mkdir(exist_ok=True)
+    names_file = out / "ops.txt"
+    names_file.write_text("\n".join(names))
+    command, env = pytest_invocation(reference, out, workers, records, names_file)
     start = time.monotonic()
     proc = subprocess.run(command, capture_output=True, text=True, cwd=out, env=env)
     seconds = time.monotonic() - start
@@ -163,13 +182,7 @@ def run_pytest(names: Sequence[str], workers: int, out: Path, reference: Path) -
         raise RuntimeError(
             f"pytest failed ({proc.returncode}):\n{proc.stdout[-5000:]}\n{proc.stderr[-5000:]}"
         )
-    outcomes: dict[str, str] = {}
-    reasons: dict[str, str] = {}
-    for file in records.glob("*.json"):
-        for name, record in json.loads(file.read_text()).items():
-            outcomes[name] = record["outcome"]
-            reasons[name] = record["reason"]
-    return Side(outcomes, reasons, seconds)
+    return Side(*read_records(records), seconds)
 
 
 def compare(gradci: Side, pytest: Side) -> Report:
