@@ -1,19 +1,21 @@
 #!/usr/bin/env python3
 """gradci against pytest-xdist on PyTorch's reference suite, in one run, on the same selection.
 
-    python benchmarks/bench_vs_pytest.py            # the whole CPU suite (about 30 minutes on 2 cores)
-    python benchmarks/bench_vs_pytest.py --quick    # a subset with long and short tests (a few minutes)
+    python benchmarks/bench_vs_pytest.py            # the whole CPU suite (about 50 minutes on 2 cores)
+    python benchmarks/bench_vs_pytest.py --quick    # a subset with long and short tests (about 10 minutes)
     python benchmarks/bench_vs_pytest.py --ops 'linalg.*'
 
 Runs, one after the other on an otherwise idle machine:
 
-  1. ``gradci run`` with its defaults (one worker per core, one intra-op thread per worker);
+  1. ``gradci run`` with its defaults (one worker per core, one intra-op thread per worker, jemalloc
+     or tcmalloc when installed) and, when it preloaded one, again with ``--allocator system``;
   2. ``OMP_NUM_THREADS=1 pytest -n 2`` on the reference file (what an expert would run);
   3. ``pytest -n 2`` on the reference file (what most people run);
 
 and reports each wall time, the ratios, the compute floor (gradci's summed test durations divided by
 its workers), gradci's overhead over that floor, its time to first result, the peak memory of the
-largest process of each command, and whether all three agree on every test's outcome.
+largest process of each command and of a gradci worker, how evenly 4 shards planned from the shipped
+durations split this run's time, and whether all runs agree on every test's outcome.
 
 The reference file is $GRADCI_REFERENCE (default ../shared/reference/test_ops_gradients.py). Results go
 to --out (default .bench/) as bench.json and bench.md.
@@ -134,6 +136,13 @@ def main() -> int:
     ] + (["--ops", ",".join(ops)] if ops else [])
     print("gradci run ...", flush=True)
     runs["gradci"] = timed(gradci_cmd, env=dict(os.environ), cwd=out, log=out / "gradci.log")
+    allocator = json.loads((out / "gradci.json").read_text())["run"].get("allocator") or "system"
+    if allocator != "system":  # show what the preloaded malloc is worth
+        print("gradci run --allocator system ...", flush=True)
+        system_cmd = [*gradci_cmd, "--allocator", "system", "--json", str(out / "gradci-system-malloc.json")]
+        runs["gradci_system_malloc"] = timed(
+            system_cmd, env=dict(os.environ), cwd=out, log=out / "gradci-system.log"
+        )
 
     for label, one_thread in (("pytest_omp1", True), ("pytest", False)):
         records = out / f"{label}-outcomes"
@@ -152,7 +161,10 @@ def main() -> int:
     workers = data["run"]["workers"]
     floor = sum(t["duration"] for t in tests) / workers
     ours = {t["id"]: harness.AS_PYTEST[t["outcome"]] for t in tests}
-    same = all(runs[k]["outcomes"] == ours for k in ("pytest_omp1", "pytest"))
+    if "gradci_system_malloc" in runs:
+        other = json.loads((out / "gradci-system-malloc.json").read_text())["tests"]
+        runs["gradci_system_malloc"]["outcomes"] = {t["id"]: harness.AS_PYTEST[t["outcome"]] for t in other}
+    same = all(r["outcomes"] == ours for k, r in runs.items() if k != "gradci")
     balance = shard_balance(tests, 4)
     summary = {
         "machine": {
@@ -165,9 +177,19 @@ def main() -> int:
         "tests": len(tests),
         "gradci_workers": workers,
         "gradci_threads_per_worker": data["run"]["threads_per_worker"],
+        "gradci_allocator": allocator,
         "wall": {k: round(v["wall"], 1) for k, v in runs.items()},
         "ratio_vs_pytest_omp1": round(runs["gradci"]["wall"] / runs["pytest_omp1"]["wall"], 3),
         "ratio_vs_pytest": round(runs["gradci"]["wall"] / runs["pytest"]["wall"], 3),
+        **(
+            {
+                "system_malloc_ratio_vs_pytest_omp1": round(
+                    runs["gradci_system_malloc"]["wall"] / runs["pytest_omp1"]["wall"], 3
+                )
+            }
+            if "gradci_system_malloc" in runs
+            else {}
+        ),
         "compute_floor": round(floor, 1),
         "gradci_overhead_over_floor": round(runs["gradci"]["wall"] - floor, 1),
         "time_to_first_result": data["run"].get("first_result_after"),
@@ -182,7 +204,12 @@ def main() -> int:
         [
             f"| {summary['tests']} tests ({'quick subset' if args.quick else summary['selection']}) | wall | ratio gradci/this |",
             "|---|---|---|",
-            f"| gradci run ({workers} workers x {summary['gradci_threads_per_worker']} thread) | {summary['wall']['gradci']} s | |",
+            f"| gradci run ({workers} workers x {summary['gradci_threads_per_worker']} thread, malloc: {allocator}) | {summary['wall']['gradci']} s | |",
+            *(
+                [f"| gradci run --allocator system | {summary['wall']['gradci_system_malloc']} s | |"]
+                if "gradci_system_malloc" in runs
+                else []
+            ),
             f"| OMP_NUM_THREADS=1 pytest -n {args.workers} | {summary['wall']['pytest_omp1']} s | {summary['ratio_vs_pytest_omp1']} |",
             f"| pytest -n {args.workers} | {summary['wall']['pytest']} s | {summary['ratio_vs_pytest']} |",
             f"| compute floor (gradci's test durations / {workers}) | {summary['compute_floor']} s | |",
