@@ -10,6 +10,7 @@ from pathlib import Path
 
 import jsonschema
 from conftest import FIXTURES, REPO, gradci
+from junitparser import JUnitXml
 from results_factory import result, save
 
 from gradci.options import resolve
@@ -78,6 +79,12 @@ def test_reruns_find_flaky_tests_and_label_fast_mode_only(run_gradci, tmp_path: 
     assert tests[fast]["outcome"] == "failed" and tests[fast]["mismatch"]["fast_mode_only"] is True
     assert [a["outcome"] for a in tests[fast]["attempts"]] == ["failed"]
     assert json.loads((tmp_path / "first.json").read_text())["summary"]["flaky"] == 1
+    [case] = [
+        c for suite in JUnitXml.fromfile(str(tmp_path / "gradci-junit.xml")) for c in suite if c.name == flaky
+    ]
+    assert case.is_passed and case.system_out.startswith(
+        "flaky: passed on try 2 after failing\ntry 1: failed:"
+    )
 
     report = run_gradci("report", "first.json")
     assert report.returncode == 0

@@ -4,7 +4,8 @@ One ``<testsuite>`` per operator (its name is the op, e.g. ``div.trunc_rounding`
 database and the device as properties), one ``<testcase>`` per test: ``name`` is the upstream test
 id, ``classname`` the upstream class (``TestBwdGradientsCPU``). Check and dtype are the prefix and
 suffix of the test id. Like pytest, a skip is ``<skipped type="pytest.skip">`` and an expected
-failure ``<skipped type="pytest.xfail">``; an unexpected success is a failure.
+failure ``<skipped type="pytest.xfail">``; an unexpected success is a failure. A flaky test (failed,
+then passed when re-run) passes, with its earlier tries in ``<system-out>``.
 """
 
 from __future__ import annotations
@@ -89,7 +90,17 @@ def _case(test: TestResult) -> TestCase:
         )
     if test.outcome.failing and test.output:
         case.stdout = _clean(test.output)
+    elif test.flaky:
+        # junit-10.xsd has no flaky element (Surefire's <flakyFailure> does not validate there).
+        case.stdout = _clean(flaky_text(test))
     return case
+
+
+def flaky_text(test: TestResult) -> str:
+    lines = [f"flaky: passed on try {len(test.attempts) + 1} after failing"]
+    for number, attempt in enumerate(test.attempts, start=1):
+        lines.append(f"try {number}: {attempt.get('outcome')}: {attempt.get('message', '')}".rstrip())
+    return "\n".join(lines)
 
 
 def _suite_element(op: str, tests: list[TestResult]) -> ET.Element:
