@@ -9,6 +9,7 @@ that the parent reads per test, and where a crash leaves its last words.
 from __future__ import annotations
 
 import faulthandler
+import inspect
 import os
 import re
 import resource
@@ -16,6 +17,7 @@ import signal
 import sys
 import time
 import traceback
+import types
 import unittest
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -337,6 +339,31 @@ def instrument() -> None:
     _install_mismatch_recorder()
 
 
+def map_stack_to_modules() -> None:
+    """Tell ``inspect`` which module each frame below this one belongs to.
+
+    torch's ``@ops`` wrapper calls ``inspect.stack()`` in every test. For a frame whose file is no
+    module's ``__file__`` (``<frozen runpy>`` under ``python -m gradci``, ``<string>`` in a spawned
+    worker), ``inspect.getmodule`` scans all of ``sys.modules`` (thousands, with torch) several
+    times per call: 3 to 6 ms per test, more than a skipped test costs otherwise. Such a frame
+    runs in its module's namespace, so the mapping is the one a scan would find if it could; and
+    ``linecache`` reads no source for a ``<...>`` name, so nothing else inspect reports changes.
+    """
+    by_file = getattr(inspect, "modulesbyfile", None)
+    if not isinstance(by_file, dict):
+        return
+    frame: types.FrameType | None = sys._getframe(1)
+    while frame is not None:
+        name = frame.f_globals.get("__name__")
+        filename = frame.f_code.co_filename
+        module = sys.modules.get(name) if isinstance(name, str) else None
+        if filename.startswith("<") and module is not None and vars(module) is frame.f_globals:
+            # both keys getmodule tries: the name as given, and inspect.getabsfile's form of it
+            by_file.setdefault(filename, name)
+            by_file.setdefault(os.path.normcase(os.path.abspath(filename)), name)  # noqa: PTH100
+        frame = frame.f_back
+
+
 def worker_main(conn: Connection, config: WorkerConfig) -> None:
     """Serve tests until told to stop: receive a test id, send back its result."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
@@ -348,6 +375,7 @@ def worker_main(conn: Connection, config: WorkerConfig) -> None:
         torch.set_num_threads(config.threads)
         cls = config.build()
         instrument()
+        map_stack_to_modules()
         cls.setUpClass()
     except BaseException as exc:  # setup failed: tell the parent why, in one line
         conn.send(("fatal", f"{type(exc).__name__}: {exc}", traceback.format_exc()))
