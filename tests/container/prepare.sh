@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # What the image build needs and no registry gives on this machine, made once and cached:
-#   1. a Debian base image with python3 (debootstrap --variant=minbase), imported into podman;
+#   1. a Debian base image with python3 and libjemalloc2 (debootstrap --variant=minbase), imported
+#      into podman (so that the build's jemalloc step needs no apt index);
 #   2. a wheelhouse of torch and gradci's dependencies (`pip download`) for a build without an index.
 # Idempotent and quick once cached. Prints two lines for the tests: BASE_IMAGE=... and WHEELHOUSE=...
 #
 #   GRADCI_CI_CACHE    where the debootstrap tarball and the wheelhouse live (default /var/cache/gradci-ci)
-#   GRADCI_BASE_IMAGE  the name the base image gets in podman (default localhost/gradci-base:bookworm)
+#   GRADCI_BASE_IMAGE  the name the base image gets in podman (default localhost/gradci-base:bookworm-jemalloc)
 #   DEBIAN_MIRROR      debootstrap's mirror (default http://deb.debian.org/debian)
 #   PYTHON             the interpreter whose pip downloads the wheels (default: python3); it must match
 #                      the base image's Python (3.11 on bookworm)
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 cache=${GRADCI_CI_CACHE:-/var/cache/gradci-ci}
-base=${GRADCI_BASE_IMAGE:-localhost/gradci-base:bookworm}
+base=${GRADCI_BASE_IMAGE:-localhost/gradci-base:bookworm-jemalloc}
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 python=${PYTHON:-python3}
 torch_version=${TORCH_VERSION:-2.13.0}
@@ -21,14 +22,14 @@ mkdir -p "$cache"
 log() { echo "prepare: $*" >&2; }
 
 # 1. The base image.
-tarball=$cache/bookworm-minbase.tar
+tarball=$cache/bookworm-minbase-jemalloc.tar
 if ! podman image exists "$base"; then
   if [ ! -s "$tarball" ]; then
     [ "$(id -u)" = 0 ] || { log "debootstrap needs root"; exit 77; }
     rootfs=$(mktemp -d "$cache/rootfs.XXXXXX")
     trap 'rm -rf "$rootfs"' EXIT
-    log "debootstrap bookworm (minbase + python3) from $mirror"
-    debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
+    log "debootstrap bookworm (minbase + python3, libjemalloc2) from $mirror"
+    debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates,libjemalloc2 \
       bookworm "$rootfs" "$mirror" >&2
     rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* \
       "$rootfs"/usr/share/doc "$rootfs"/usr/share/man "$rootfs"/usr/share/locale
