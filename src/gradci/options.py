@@ -15,6 +15,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from .allocator import CHOICES as ALLOCATORS
 from .checks import CHECK_NAMES, DTYPE_NAMES
 from .errors import ConfigError
 from .plan import Shard, parse_checks, parse_dtypes
@@ -219,8 +220,8 @@ def _shard(value: Any, where: str) -> Shard | None:
 def _allocator(value: Any, where: str) -> str:
     text = str(value).strip()
     if not text:
-        raise ConfigError(f"{where}: expected auto, system, jemalloc, tcmalloc or a library path")
-    return text.lower() if text.lower() in ("auto", "system", "jemalloc", "tcmalloc") else text
+        raise ConfigError(f"{where}: expected {', '.join(ALLOCATORS)} or a library path")
+    return text.lower() if text.lower() in ALLOCATORS else text
 
 
 PARSERS: Mapping[str, Callable[[Any, str], Any]] = {
