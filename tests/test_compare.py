@@ -203,8 +203,8 @@ def _write(path: Path, text: str) -> Path:
         (lambda d: _write(d / "x.json", "<html>"), "not valid JSON"),
         (lambda d: _write(d / "o.json", '{"tests": []}'), "not a gradci results file"),
         (
-            lambda d: _write(d / "v.json", '{"schema": "gradci.results", "version": 2}'),
-            "results schema version 2, this gradci reads version 1",
+            lambda d: _write(d / "v.json", '{"schema": "gradci.results", "version": 3}'),
+            "results schema version 3, this gradci reads versions 1, 2",
         ),
         (
             lambda d: _write(
@@ -214,7 +214,7 @@ def _write(path: Path, text: str) -> Path:
             "malformed results",
         ),
     ],
-    ids=["missing", "directory", "truncated", "not-json", "foreign", "schema-v2", "malformed"],
+    ids=["missing", "directory", "truncated", "not-json", "foreign", "schema-v3", "malformed"],
 )
 def test_load_baseline_never_raises(tmp_path: Path, make, problem: str) -> None:
     base, message = load_baseline(make(tmp_path))

@@ -10,7 +10,8 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Iterator, Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -25,9 +26,16 @@ from .console import (
     summary_line,
     workers_and_threads,
 )
-from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_TESTS_FAILED, GradciError, SelectionError
+from .errors import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_TESTS_FAILED,
+    OutputError,
+    SelectionError,
+    UsageError,
+)
 from .options import Settings
-from .results import Outcome, Results, TestResult, write_atomic
+from .results import Outcome, Results, TestResult, dumps, write_output
 
 if TYPE_CHECKING:
     from .session import Session
@@ -47,27 +55,83 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def write_outputs(results: Results, settings: Settings, console: Console) -> list[str]:
-    """The results JSON and JUnit XML; each is written even if the other cannot be."""
-    from . import junit
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return f"{type(exc).__name__}: {exc}"
 
-    written: list[str] = []
-    for path, write in ((settings.json, results.save), (settings.junit, lambda p: junit.write(results, p))):
+
+def check_outputs(outputs: Mapping[str, Path | None]) -> None:
+    """Before anything runs: two outputs at one path is a usage error (exit 2), a path that cannot
+    be written (under a regular file, in a read-only directory) an output error (exit 6)."""
+    seen: dict[str, str] = {}
+    for flag, path in outputs.items():
+        if path is None:
+            continue
+        key = os.path.realpath(path)
+        if key in seen:
+            raise UsageError(
+                f"{seen[key]} and {flag} name the same file {path}", hint="give each its own path"
+            )
+        seen[key] = flag
+    for flag, path in outputs.items():
         if path is None:
             continue
         try:
-            write(path)
+            if path.exists() and not path.is_file():
+                if path.is_dir():
+                    raise IsADirectoryError(21, "Is a directory")
+                continue  # a special file (/dev/stdout, a pipe): written to as it is
+            folder = Path(os.path.realpath(path)).parent
+            folder.mkdir(parents=True, exist_ok=True)
+            probe, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=folder)
+            os.close(probe)
+            Path(name).unlink()
         except OSError as exc:
-            console.warning(f"cannot write {path}: {exc}")
+            raise OutputError(f"cannot write {flag} {path}: {_reason(exc)}") from None
+
+
+Output = tuple[Path | None, Callable[[], str]]  # where, and what (rendered only when written)
+
+
+def write_outputs(outputs: Sequence[Output]) -> tuple[list[str], list[str]]:
+    """Write each output on its own: one failing (to render, or to write) never stops the others.
+
+    Returns the paths written and the problems, one line each. A file an earlier run left where
+    one could not be written is removed, so that nothing reads stale results as this run's.
+    """
+    written: list[str] = []
+    problems: list[str] = []
+    for path, render in outputs:
+        if path is None:
+            continue
+        try:
+            write_output(path, render())
+        except Exception as exc:
+            problem = f"cannot write {path}: {_reason(exc)}"
+            if path.is_file():
+                try:
+                    path.unlink()
+                    problem += " (the file an earlier run left there was removed)"
+                except OSError:
+                    problem += " (the file there is from an earlier run)"
+            problems.append(problem)
         else:
             written.append(str(path))
-    return written
+    return written, problems
+
+
+def result_outputs(results: Results, json_path: Path | None, junit_path: Path | None) -> list[Output]:
+    from . import junit
+
+    return [(json_path, lambda: dumps(results.to_json())), (junit_path, lambda: junit.to_xml(results))]
 
 
 def run(settings: Settings, argv: Sequence[str]) -> int:
     from .session import Session
 
     console = Console(settings.progress)
+    check_outputs({"--json": settings.json, "--junit": settings.junit})
     session = Session.prepare(settings, argv)
     if session.baseline_problem is not None:
         console.warning(f"{session.baseline_problem}; the tests run anyway, then gradci exits with code 3")
@@ -93,18 +157,23 @@ def run(settings: Settings, argv: Sequence[str]) -> int:
                 error = _rerun(session, results, console)
             except KeyboardInterrupt:
                 interrupted = True  # every try that finished is kept
-    written = write_outputs(results, settings, console)
+    written, problems = write_outputs(result_outputs(results, settings.json, settings.junit))
     print_summary(results)
     if written:
         console.info("results: " + ", ".join(written))
+    output_error = OutputError("; ".join(problems)) if problems else None
     if error is not None:
+        if output_error is not None:
+            console.error(str(output_error))
         raise error
+    if output_error is not None:
+        raise output_error
     if interrupted:
         return EXIT_INTERRUPTED
     return _verdict(session, results)
 
 
-def _rerun(session: Session, results: Results, console: Console) -> GradciError | None:
+def _rerun(session: Session, results: Results, console: Console) -> Exception | None:
     """--reruns: each failed or errored test again, in a fresh worker."""
     failing = sum(t.outcome in (Outcome.FAILED, Outcome.ERROR) for t in results.tests)
     if not failing or session.settings.reruns < 1:
@@ -124,7 +193,7 @@ def _rerun(session: Session, results: Results, console: Console) -> GradciError 
     with console.group(f"gradci: re-running {failing} failing test(s), each in a fresh worker"):
         try:
             session.rerun_failures(results, report)
-        except GradciError as exc:
+        except Exception as exc:  # every try that finished is kept; the error ends the run after
             return exc
     return None
 
@@ -147,15 +216,6 @@ def _verdict(session: Session, results: Results) -> int:
     return EXIT_TESTS_FAILED if comparison.should_fail(settings.fail_on) else EXIT_OK
 
 
-def _write(path: Path, text: str, console: Console) -> bool:
-    try:
-        write_atomic(path, text)
-    except OSError as exc:
-        console.warning(f"cannot write {path}: {exc}")
-        return False
-    return True
-
-
 def compare_files(
     base_path: Path,
     head_path: Path,
@@ -170,16 +230,23 @@ def compare_files(
     from .report import render
     from .results import load
 
-    console = Console("plain")
+    check_outputs({"--markdown": markdown, "--json": json_path})
     head = load(head_path)  # without head results there is nothing to report: exit 3 now
     base, problem = load_baseline(base_path)
     comparison = compare(base, head, baseline_problem=problem)
-    if markdown is not None:
-        _write(markdown, render(head, comparison, fmt="markdown", budget=max_chars), console)
-    if json_path is not None:
-        _write(json_path, json.dumps(comparison.to_json(fail_on), indent=1) + "\n", console)
+    _, problems = write_outputs(
+        [
+            (markdown, lambda: render(head, comparison, fmt="markdown", budget=max_chars)),
+            (json_path, lambda: json.dumps(comparison.to_json(fail_on), indent=1) + "\n"),
+        ]
+    )
     print(escape_workflow_commands(render(head, comparison, fmt="text")), end="", flush=True)
     error = problem_error(comparison)
+    if problems:
+        output_error = OutputError("; ".join(problems))
+        if error is None:
+            raise output_error
+        Console("plain").error(str(output_error))
     if error is not None:
         raise error
     return EXIT_TESTS_FAILED if comparison.should_fail(fail_on) else EXIT_OK
@@ -199,6 +266,7 @@ def report_file(
     from .report import render
     from .results import load
 
+    check_outputs({"--output": output})
     head = load(results_path)
     comparison: Comparison | None = None
     if baseline is not None:
@@ -208,8 +276,10 @@ def report_file(
     if output is None:
         sys.stdout.write(text)
         sys.stdout.flush()
-    elif not _write(output, text, Console("plain")):
-        raise GradciError(f"cannot write the report to {output}")
+    else:
+        _, problems = write_outputs([(output, lambda: text)])
+        if problems:
+            raise OutputError(problems[0])
     error = None if comparison is None else problem_error(comparison)
     if error is not None:
         raise error
@@ -226,25 +296,20 @@ def merge_results(
     argv: Sequence[str] = (),
 ) -> int:
     """``gradci merge``: one results file (and JUnit XML) from shards."""
-    from . import junit
     from .merge import merge_files
 
     console = Console("plain")
+    check_outputs({"--output": output, "--junit": junit_path})
     merged, warnings = merge_files(
         paths, allow_overlap=allow_overlap, allow_mixed=allow_mixed, command=list(argv)
     )
     for warning in warnings:
         console.warning(warning)
-    written = []
-    for path, write in ((output, merged.save), (junit_path, lambda p: junit.write(merged, p))):
-        if path is None:
-            continue
-        try:
-            write(path)
-        except OSError as exc:
-            raise GradciError(f"cannot write {path}: {exc}") from None
-        written.append(str(path))
-    print(f"merged {len(paths)} results files: {summary_line(merged)} -> {', '.join(written)}")
+    written, problems = write_outputs(result_outputs(merged, output, junit_path))
+    if written:
+        print(f"merged {len(paths)} results files: {summary_line(merged)} -> {', '.join(written)}")
+    if problems:
+        raise OutputError("; ".join(problems))
     return EXIT_OK
 
 

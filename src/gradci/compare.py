@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ResultsFileError
-from .results import Outcome, Results, TestResult, load, write_atomic
+from .results import Outcome, Results, TestResult, load, write_output
 
 COMPARISON_SCHEMA = "gradci.comparison"
 COMPARISON_VERSION = 1
@@ -169,7 +169,7 @@ class Comparison:
         }
 
     def save_json(self, path: Path, fail_on: str = "new") -> None:
-        write_atomic(path, json.dumps(self.to_json(fail_on), indent=1) + "\n")
+        write_output(path, json.dumps(self.to_json(fail_on), indent=1) + "\n")
 
 
 def classify(base: TestResult | None, head: TestResult | None) -> Category | None:

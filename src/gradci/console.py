@@ -170,6 +170,10 @@ class Console:
     def warning(self, message: str) -> None:
         print(f"gradci: warning: {message}", file=self.stream, flush=True)
 
+    def error(self, message: str) -> None:
+        """An error besides the one the command ends with (which ``cli.main`` prints)."""
+        print(escape_workflow_commands(f"gradci: error: {message}"), file=self.stream, flush=True)
+
     @contextlib.contextmanager
     def group(self, title: str) -> Iterator[None]:
         """A foldable section in a GitHub Actions log; a heading elsewhere."""

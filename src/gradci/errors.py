@@ -12,6 +12,9 @@ Exit codes (documented in README.md, section "Exit codes"):
 3   a results file is missing, malformed or incompatible (e.g. the baseline)
 4   the GitHub API refused or failed (results files are still written)
 5   the container engine is missing or failed
+6   an output file (results JSON, JUnit XML, report) cannot be written; the others are written
+7   the test workers could not start (gave up after --max-worker-restart replacements); the
+    finished tests' results are written
 70  internal error: a bug in gradci (set GRADCI_DEBUG=1 for the traceback)
 130 interrupted (Ctrl-C or SIGTERM); results computed so far are written
 ==  =====================================================================
@@ -81,3 +84,15 @@ class ContainerError(GradciError):
     """The container engine is missing or a container run failed to start."""
 
     exit_code: ClassVar[int] = 5
+
+
+class OutputError(GradciError):
+    """An output file that cannot be written: a path under a regular file, read-only, disk full."""
+
+    exit_code: ClassVar[int] = 6
+
+
+class WorkerStartError(GradciError):
+    """Test workers keep dying before they are ready (a crash in setup, not in a test)."""
+
+    exit_code: ClassVar[int] = 7

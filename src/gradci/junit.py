@@ -17,7 +17,7 @@ from pathlib import Path
 
 from junit_xml import TestCase, TestSuite
 
-from .results import Outcome, Results, TestResult, write_atomic
+from .results import Outcome, Results, TestResult, write_output
 
 # Characters XML 1.0 cannot carry (test output may hold terminal escapes and such).
 _ILLEGAL_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
@@ -143,4 +143,4 @@ def to_xml(results: Results) -> str:
 
 
 def write(results: Results, path: Path) -> None:
-    write_atomic(path, to_xml(results))
+    write_output(path, to_xml(results))

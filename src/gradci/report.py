@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from itertools import groupby
 
 from .compare import Category, Comparison, compare
+from .errors import ResultsFileError
 from .results import Mismatch, Outcome, Results, TestResult
 
 PR_COMMENT_LIMIT = 65_536
@@ -145,7 +146,7 @@ def _first_failure(test: TestResult) -> TestResult:
                         "dtype": test.dtype,
                     }
                 )
-            except (KeyError, TypeError, ValueError):
+            except ResultsFileError:  # an earlier try we cannot read: show the last one
                 break
     return test
 

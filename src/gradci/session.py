@@ -19,7 +19,7 @@ from typing import Any
 
 from . import __version__, allocator
 from .catalog import OpEntry, load_op_module, load_upstream, select
-from .errors import DeviceError, GradciError, SelectionError
+from .errors import DeviceError, SelectionError
 from .options import Settings
 from .plan import Plan, PlannedTest, apply_shard, build_plan, schedule
 from .results import Outcome, Results, RunInfo, TestResult, durations_from, load
@@ -244,8 +244,10 @@ class Session:
 
     def execute(
         self, on_result: Callable[[TestResult], None] = lambda r: None
-    ) -> tuple[Results, GradciError | None]:
-        """Run the plan. Interrupted or aborted, it still returns what finished, and the error."""
+    ) -> tuple[Results, Exception | None]:
+        """Run the plan. Interrupted or aborted, it still returns what finished, and the error: a
+        ``GradciError``, or any other exception (a bug), for the caller to raise once the results
+        are written."""
         info = run_info(self.settings, self.device, self.argv)
         workers, threads = self.workers_and_threads()
         info.workers, info.threads_per_worker = workers, threads
@@ -259,12 +261,12 @@ class Session:
 
         runner = self._runner(collect, workers)
         started = time.monotonic()
-        error: GradciError | None = None
+        error: Exception | None = None
         try:
             runner.run(schedule(self.plan.tests, self.durations))
         except KeyboardInterrupt:
             info.interrupted = True
-        except GradciError as exc:
+        except Exception as exc:  # a GradciError, or a bug: what finished is kept either way
             info.interrupted, error = True, exc
         finally:
             runner.close()
