@@ -105,6 +105,14 @@ def _add_run(parser: argparse.ArgumentParser) -> None:
         help="re-run each failed or errored test up to N times, each in a fresh worker; "
         "a test that then passes is flaky (default: 1; 0 for none)",
     )
+    group.add_argument(
+        "--max-worker-restart",
+        dest="max_worker_restart",
+        metavar="N",
+        help="workers that die without running a test (a crash in their setup) are replaced up to N "
+        "times in all, then the run ends with exit code 7 (default: 4 per worker); a worker that "
+        "crashes in a test is always replaced, as that test is reported",
+    )
     base = parser.add_argument_group("against the base branch")
     base.add_argument(
         "--baseline",
@@ -154,6 +162,7 @@ _SETTING_FLAGS = (
     "threads",
     "timeout",
     "reruns",
+    "max_worker_restart",
     "allocator",
     "baseline",
     "fail_on",

@@ -47,6 +47,7 @@ class Settings:
     timeout: float = 300.0
     durations: Path | None = None
     reruns: int = 1  # re-runs of a failing test, each in a fresh worker; passing on one makes it flaky
+    max_worker_restart: int | None = None  # workers dying before a test, replaced; None: 4 per worker
     allocator: str = "auto"  # malloc of the test processes: auto | system | jemalloc | tcmalloc | PATH
     # against the base branch
     baseline: Path | None = None  # base results: compared at the end; their durations order the run
@@ -161,6 +162,12 @@ def _count(value: Any, where: str) -> int:
     return number
 
 
+def _count_or_auto(value: Any, where: str) -> int | None:
+    if isinstance(value, str) and value.strip().lower() in ("auto", ""):
+        return None
+    return _count(value, where)
+
+
 def _positive_int(value: Any, where: str) -> int:
     number = _positive_int_or_auto(value, where)
     if number is None:
@@ -239,6 +246,7 @@ PARSERS: Mapping[str, Callable[[Any, str], Any]] = {
     "timeout": _positive_float,
     "durations": _path,
     "reruns": _count,
+    "max_worker_restart": _count_or_auto,
     "allocator": _allocator,
     "baseline": _path,
     "fail_on": _choice("new", "any", "none"),

@@ -19,10 +19,11 @@ from typing import Any
 
 from . import __version__, allocator
 from .catalog import OpEntry, load_op_module, load_upstream, select
-from .errors import DeviceError, SelectionError
+from .errors import DeviceError, ResultsFileError, SelectionError
 from .options import Settings
 from .plan import Plan, PlannedTest, apply_shard, build_plan, schedule
-from .results import Outcome, Results, RunInfo, TestResult, durations_from, load
+from .protocol import Finished
+from .results import Mismatch, Outcome, Results, RunInfo, TestResult, durations_from, load
 from .runner import Runner, available_cores
 
 
@@ -219,22 +220,22 @@ class Session:
         # CUDA cannot be used in a forked child; on CPU, forking skips re-importing torch.
         return os.environ.get("GRADCI_START_METHOD") or ("spawn" if self.device == "cuda" else "fork")
 
-    def make_result(self, test: PlannedTest, payload: dict[str, Any]) -> TestResult:
+    def make_result(self, test: PlannedTest, finished: Finished, output: str | None) -> TestResult:
         result = TestResult(
             id=test.id,
             op=test.op,
             check=test.check,
             device=test.device,
             dtype=test.dtype,
-            outcome=payload["outcome"],
-            duration=round(float(payload["duration"]), 6),
+            outcome=Outcome(finished.outcome),
+            duration=round(float(finished.duration), 6),
             db=test.db,
-            message=payload.get("message", ""),
-            sample_index=payload.get("sample_index"),
-            sample=payload.get("sample"),
-            mismatch=payload.get("mismatch"),
-            traceback=payload.get("traceback"),
-            output=payload.get("output"),
+            message=finished.message,
+            sample_index=finished.sample_index,
+            sample=finished.sample,
+            mismatch=_mismatch(finished.mismatch),
+            traceback=finished.traceback,
+            output=output,
             location=test.location,
             origin=test.origin,
         )
@@ -299,6 +300,7 @@ class Session:
             on_result=on_result,
             make_result=self.make_result,
             tests_per_worker=tests_per_worker,
+            max_restarts=self.settings.max_worker_restart,
         )
 
     def rerun_failures(
@@ -337,6 +339,28 @@ class Session:
             results.run.finished_at = _now()
             results.run.duration = round((results.run.duration or 0.0) + time.monotonic() - started, 3)
         return rerun
+
+
+def _mismatch(data: dict[str, Any] | None) -> Mismatch | None:
+    """A worker's mismatch, checked like one read from a file; unreadable ones are dropped (the
+    failure's message and traceback still say what gradcheck found)."""
+    if data is None:
+        return None
+    try:
+        return TestResult.from_json(
+            {
+                "id": "",
+                "op": "",
+                "check": "",
+                "device": "",
+                "dtype": "",
+                "outcome": "failed",
+                "duration": 0,
+                "mismatch": data,
+            }
+        ).mismatch
+    except ResultsFileError:
+        return None
 
 
 _RERUN = frozenset({Outcome.FAILED, Outcome.ERROR})  # xpassed is a stale marker, not bad luck

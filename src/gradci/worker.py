@@ -8,6 +8,8 @@ that the parent reads per test, and where a crash leaves its last words.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import faulthandler
 import inspect
 import os
@@ -20,18 +22,18 @@ import traceback
 import types
 import unittest
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+from .protocol import MAX_TRACEBACK, Channel, Fatal, Finished, ProtocolError, Ready, Run
 from .results import Mismatch, Outcome
 
 # A CUDA error leaves the process's context unusable: the worker must be replaced after it.
 _POISONING = re.compile(
     r"CUDA error|device-side assert|illegal memory access|CUBLAS_STATUS|CUDNN_STATUS|cudaError|AcceleratorError"
 )
-_MAX_OUTPUT = 32_000
 _MAX_SAMPLE = 1_000
 
 
@@ -279,8 +281,12 @@ def _mismatch(observed: Observed, exc: BaseException | None) -> Mismatch | None:
     )
 
 
-def run_one(cls: type[unittest.TestCase], name: str) -> dict[str, Any]:
-    """Run one test of ``cls`` in this process and describe its outcome."""
+def run_one(cls: type[unittest.TestCase], name: str, *, interrupt_fails: bool = False) -> dict[str, Any]:
+    """Run one test of ``cls`` in this process and describe its outcome.
+
+    ``interrupt_fails``: a ``KeyboardInterrupt`` is the test's failure, not the user's Ctrl-C (in a
+    worker, which ignores SIGINT, only a test can raise it); unittest would let it through.
+    """
     global _observed
     _observed = Observed()
     collector = _Collector()
@@ -290,7 +296,13 @@ def run_one(cls: type[unittest.TestCase], name: str) -> dict[str, Any]:
         collector.outcome = Outcome.ERROR
         collector.message = f"torch instantiated no test {name} (gradci's plan and torch disagree)"
     else:
-        cls(name).run(collector)
+        case = cls(name)
+        try:
+            case.run(collector)
+        except KeyboardInterrupt:
+            if not interrupt_fails:
+                raise
+            collector.addError(case, sys.exc_info())
     duration = time.perf_counter() - start
     failed = collector.outcome in (Outcome.FAILED, Outcome.XPASSED)
     observed = _observed
@@ -319,6 +331,8 @@ class WorkerConfig:
     threads: int
     log_path: Path
     build: Callable[[], type[unittest.TestCase]]  # returns the device test class
+    key: str  # proves a message on the channel is this worker's (protocol.Channel)
+    inherited: tuple[int, ...] = ()  # the parent's ends of channels, which a forked child closes
 
 
 def _redirect_output(log_path: Path) -> int:
@@ -329,6 +343,93 @@ def _redirect_output(log_path: Path) -> int:
     os.dup2(fd, 2)
     faulthandler.enable(file=sys.stderr, all_threads=True)
     return fd
+
+
+def _die_with_parent() -> None:
+    """Linux: the kernel kills this worker when the parent dies, even by SIGKILL (the channel's EOF
+    cannot tell: forked siblings hold its other end too)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        pass
+
+
+def _exit(code: int) -> NoReturn:
+    """Leave now: a thread a test left running must not keep the worker (and its parent) waiting,
+    as the interpreter's normal exit would, joining every non-daemon thread."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a test may have closed it
+            stream.flush()
+    os._exit(code)
+
+
+def _finished(test_id: str, result: dict[str, Any]) -> Finished:
+    mismatch = result.get("mismatch")
+    traceback_text = result.get("traceback")
+    if traceback_text is not None and len(traceback_text) > MAX_TRACEBACK:
+        traceback_text = (
+            f"[... {len(traceback_text) - MAX_TRACEBACK:,} characters cut]\n"
+            + traceback_text[-MAX_TRACEBACK:]
+        )
+    return Finished(
+        test_id=test_id,
+        outcome=result["outcome"].value,
+        duration=float(result["duration"]),
+        message=str(result.get("message") or ""),
+        sample_index=result.get("sample_index"),
+        sample=result.get("sample"),
+        mismatch=asdict(mismatch) if mismatch is not None else None,
+        traceback=traceback_text,
+        poisoned=bool(result.get("poisoned")),
+        max_rss_kib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,  # peak so far
+    )
+
+
+def worker_main(conn: Connection, config: WorkerConfig) -> None:
+    """Serve tests until told to stop: receive a test id, send back its result."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _die_with_parent()
+    for fd in config.inherited:  # no test of ours can write into another worker's channel
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    channel = Channel(conn.fileno(), config.key)  # ``conn`` keeps the descriptor open
+    _redirect_output(config.log_path)
+    try:
+        import torch
+
+        torch.set_num_threads(config.threads)
+        cls = config.build()
+        instrument()
+        map_stack_to_modules()
+        cls.setUpClass()
+    except BaseException as exc:  # setup failed: tell the parent why, in one line
+        traceback.print_exc()
+        try:
+            channel.send(Fatal(_one_line(exc), traceback.format_exc()))
+        finally:
+            _exit(1)
+    try:
+        channel.send(Ready(os.getpid()))
+        while True:
+            message = channel.receive()
+            if not isinstance(message, Run):
+                break  # Stop
+            result = run_one(cls, message.test_id, interrupt_fails=True)
+            channel.send(_finished(message.test_id, result))
+            if result.get("poisoned"):
+                break  # the parent sees us exit and starts a fresh worker
+    except EOFError:  # the parent is gone
+        _exit(1)
+    except (OSError, ProtocolError) as exc:  # a test broke the channel: say so where the parent looks
+        print(
+            f"gradci worker: the channel to gradci is broken ({exc}): did the test close or write "
+            "to a descriptor it does not own?",
+            file=sys.stderr,
+        )
+        _exit(1)
+    _exit(0)
 
 
 def instrument() -> None:
@@ -362,37 +463,3 @@ def map_stack_to_modules() -> None:
             by_file.setdefault(filename, name)
             by_file.setdefault(os.path.normcase(os.path.abspath(filename)), name)  # noqa: PTH100
         frame = frame.f_back
-
-
-def worker_main(conn: Connection, config: WorkerConfig) -> None:
-    """Serve tests until told to stop: receive a test id, send back its result."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    _redirect_output(config.log_path)
-    try:
-        import torch
-
-        torch.set_num_threads(config.threads)
-        cls = config.build()
-        instrument()
-        map_stack_to_modules()
-        cls.setUpClass()
-    except BaseException as exc:  # setup failed: tell the parent why, in one line
-        conn.send(("fatal", f"{type(exc).__name__}: {exc}", traceback.format_exc()))
-        return
-    conn.send(("ready", os.getpid()))
-    while True:
-        try:
-            message = conn.recv()
-        except EOFError:  # the parent is gone
-            return
-        if message[0] == "stop":
-            return
-        name = message[1]
-        result = run_one(cls, name)
-        result["max_rss_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # peak so far
-        sys.stdout.flush()
-        sys.stderr.flush()
-        conn.send(("result", name, result))
-        if result.get("poisoned"):
-            return  # the parent sees us exit and starts a fresh worker
