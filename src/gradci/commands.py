@@ -35,7 +35,7 @@ from .errors import (
     UsageError,
 )
 from .options import Settings
-from .results import Outcome, Results, TestResult, dumps, write_output
+from .results import Outcome, Results, TestResult, dumps, make_folder, write_output
 
 if TYPE_CHECKING:
     from .session import Session
@@ -83,7 +83,7 @@ def check_outputs(outputs: Mapping[str, Path | None]) -> None:
                     raise IsADirectoryError(21, "Is a directory")
                 continue  # a special file (/dev/stdout, a pipe): written to as it is
             folder = Path(os.path.realpath(path)).parent
-            folder.mkdir(parents=True, exist_ok=True)
+            make_folder(folder)
             probe, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=folder)
             os.close(probe)
             Path(name).unlink()

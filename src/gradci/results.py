@@ -9,6 +9,7 @@ hostile (bare ``NaN`` tokens, nesting deeper than any results file, a field of t
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -256,7 +257,9 @@ def load(path: Path) -> Results:
     """Read a results file, with one clear error for a missing, truncated, foreign or hostile file."""
     try:
         with Path(path).open("rb") as handle:
-            data = handle.read(MAX_FILE_BYTES + 1)
+            if os.fstat(handle.fileno()).st_size > MAX_FILE_BYTES:  # say so before reading it
+                raise ResultsFileError(f"{path}: larger than gradci reads ({MAX_FILE_BYTES // 2**20} MiB)")
+            data = handle.read(MAX_FILE_BYTES + 1)  # a pipe has no size to ask
     except FileNotFoundError:
         raise ResultsFileError(f"{path}: no such results file") from None
     except OSError as exc:
@@ -505,11 +508,21 @@ def write_output(path: Path, text: str) -> None:
     write_atomic(Path(os.path.realpath(path)), text)
 
 
+def make_folder(folder: Path) -> None:
+    """``mkdir -p``, with the error a person expects when a part of the path is a file."""
+    for part in (folder, *folder.parents):
+        if part.exists():
+            if not part.is_dir():
+                raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(part))
+            break
+    folder.mkdir(parents=True, exist_ok=True)
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Replace ``path`` in one step, so a reader never sees half a file."""
     path = Path(path)
     if path.parent != Path():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
