@@ -20,7 +20,8 @@ EPILOG = """\
 options come from (later wins): defaults, [tool.gradci] in pyproject.toml or .gradci.yml,
 GRADCI_* environment variables (GRADCI_WORKERS=4), then flags.
 exit codes: 0 passed, 1 tests failed, 2 usage/config error, 3 bad results file,
-4 GitHub API error, 5 container error, 70 internal error, 130 interrupted.
+4 GitHub API error, 5 container error, 6 an output cannot be written, 7 workers cannot start,
+70 internal error, 130 interrupted.
 """
 
 
