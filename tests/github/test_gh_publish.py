@@ -372,7 +372,7 @@ def test_push_to_the_default_branch_compares_with_the_previous_commit(
     run = the_check_run(sc)
     assert run.head_sha == after and run.conclusion == "failure"
     assert done.outputs["base-sha"] == sc.master[-2]
-    assert f"{sc.master[-2][:10]} on master, 1 commits back" in done.stderr
+    assert f"{sc.master[-2][:10]} on master, 1 commit back" in done.stderr
     assert sc.repo.comments == {}  # no pull request, no comment
     assert not (sc.workspace / "gradci-pr.json").exists()
     assert done.code == 1

@@ -137,7 +137,13 @@ class Publisher:
         if ctx.triggering_run_id is None:
             raise GitHubError("the workflow_run event names no run")
         data, pr_file = self.fetch_run_results(ctx.triggering_run_id)
-        head = Results.from_json(data, source=f"the results artifact of run {ctx.triggering_run_id}")
+        source = f"the results artifact of run {ctx.triggering_run_id}"
+        try:
+            head = Results.from_json(data, source=source)
+        except RecursionError:
+            raise ResultsFileError(f"{source}: nested too deeply") from None
+        except ValueError as exc:  # what a results file may raise besides its own error
+            raise ResultsFileError(f"{source}: malformed results ({str(exc)[:200]})") from None
         target = results_path or self.settings.json
         if target is not None:
             write_atomic(target, json.dumps(data, indent=1) + "\n")
@@ -151,7 +157,7 @@ class Publisher:
         pattern = artifacts.artifact_name(template, "*")
         found = [
             artifacts.Artifact.from_json(a)
-            for a in artifacts.list_artifacts(self.api, f"/actions/runs/{run_id}/artifacts", "")
+            for a in artifacts.run_artifacts(self.api, run_id)
             if fnmatchcase(str(a.get("name")), pattern) and not a.get("expired")
         ]
         if not found:
@@ -169,7 +175,7 @@ class Publisher:
         self.info(f"head results: artifact {chosen.name} of run {run_id}")
         data = artifacts.download(self.api, chosen)
         try:
-            return artifacts.read_archive(data, f"artifact {chosen.name}")
+            return artifacts.read_archive(data, f"artifact {chosen.name} of run {run_id}", pr_file=True)
         except ValueError as exc:
             raise ResultsFileError(str(exc)) from None
 
@@ -281,11 +287,16 @@ class Publisher:
         except GitHubError as exc:
             self.warn(f"no base results: {exc}")
             return None, f"no base results: {exc.message}"
+        source = f"artifact {name} of {search.artifact.head_sha[:10]}"
         try:
-            parsed, _ = artifacts.read_archive(data, f"artifact {name} of {search.artifact.head_sha[:10]}")
-            base = Results.from_json(parsed, source=f"artifact {name} of {search.artifact.head_sha[:10]}")
-        except (ValueError, ResultsFileError) as exc:
-            return None, f"base results unusable: {exc}"
+            parsed, _ = artifacts.read_archive(data, source)
+            base = Results.from_json(parsed, source=source)
+        except (ValueError, ResultsFileError, RecursionError) as exc:
+            problem = f"base results unusable: {exc}"
+            if isinstance(exc, RecursionError):
+                problem = f"base results unusable: {source} is nested too deeply"
+            self.warn(f"{problem}; comparing with nothing")
+            return None, problem
         self.report.base_sha = search.artifact.head_sha
         self.report.base_note = search.note
         return base, None
