@@ -1,9 +1,10 @@
 """A local stand-in for the GitHub REST API, strict about the contract.
 
 ``FakeGitHub`` serves the operations gradci sends, over real HTTP from a thread, with state a test
-sets up and inspects: repositories with commit graphs and branches, pull requests, workflow-run
-artifacts (real zip archives, downloaded through a 302 to a separate "storage" host, as GitHub
-does), check runs with their annotations, and issue comments.
+sets up and inspects: repositories with commit graphs and branches, pull requests, workflow runs
+(of the base branch, of pull requests, of forks) and their artifacts (real zip archives, downloaded
+through a 302 to a separate "storage" host, as GitHub does), check runs with their annotations,
+and issue comments.
 
 Every request it receives and every response it sends is validated against GitHub's official
 OpenAPI description (``openapi-subset.json``, see ``vendor.py``): documented statuses against their
@@ -14,8 +15,10 @@ validate, is recorded in ``problems`` (the test fixture fails the test on any) a
 
 Behaviour copied from GitHub: token auth (401 ``Bad credentials``), per-token permissions (403
 ``Resource not accessible by integration``), pagination with ``Link`` headers, newest-first artifact
-lists, ``name`` filters, the 50-annotations-per-request and comment-length limits (422), expired
-artifacts (410), and injected faults (secondary rate limits with ``Retry-After``, 5xx).
+and run lists, ``name`` filters, the run list's filters (``head_sha``, ``branch``, ``event``,
+``status``; at most 1,000 runs for a filtered list, as GitHub documents; a filter it does not model
+is a problem), the 50-annotations-per-request and comment-length limits (422), expired artifacts
+(410), and injected faults (secondary rate limits with ``Retry-After``, 5xx).
 """
 
 from __future__ import annotations
@@ -99,13 +102,24 @@ class Pull:
 
 
 @dataclass
+class WorkflowRun:
+    id: int
+    head_sha: str
+    head_branch: str
+    head_repo: str  # full name; differs from the repository for a fork's pull-request run
+    head_repository_id: int
+    event: str  # push, pull_request, schedule, ...
+    created_at: datetime
+    status: str = "completed"
+    conclusion: str | None = "success"
+    path: str = ".github/workflows/gradci.yml"
+
+
+@dataclass
 class Artifact:
     id: int
     name: str
-    run_id: int
-    head_sha: str
-    head_branch: str
-    head_repository_id: int
+    run_id: int  # every artifact belongs to a run of its repository (Repo.runs)
     created_at: datetime
     archive: bytes
     expired: bool = False
@@ -147,6 +161,7 @@ class Repo:
     commits: dict[str, Commit] = field(default_factory=dict)
     branches: dict[str, str] = field(default_factory=dict)
     pulls: dict[int, Pull] = field(default_factory=dict)
+    runs: dict[int, WorkflowRun] = field(default_factory=dict)
     artifacts: list[Artifact] = field(default_factory=list)
     check_runs: dict[int, CheckRun] = field(default_factory=dict)
     comments: dict[int, Comment] = field(default_factory=dict)
@@ -327,6 +342,7 @@ class FakeGitHub:
                     endpoint="download_artifact",
                     methods=["GET"],
                 ),
+                Rule("/repos/<owner>/<repo>/actions/runs", endpoint="list_runs", methods=["GET"]),
                 Rule(
                     "/repos/<owner>/<repo>/actions/runs/<int:run_id>/artifacts",
                     endpoint="run_artifacts",
@@ -397,29 +413,68 @@ class FakeGitHub:
         self.tokens[value] = token
         return token
 
+    def add_run(
+        self,
+        repo: Repo,
+        head_sha: str,
+        *,
+        head_branch: str | None = None,
+        head_repository_id: int | None = None,
+        head_repo: str | None = None,
+        event: str | None = None,
+        created_at: datetime | None = None,
+        conclusion: str | None = "success",
+        path: str = ".github/workflows/gradci.yml",
+        run_id: int | None = None,
+    ) -> WorkflowRun:
+        """A workflow run. By default a push to the default branch; a run on another branch or of
+        another repository (``head_repository_id``) is a pull request's (``event``)."""
+        commit = repo.commits.get(head_sha)
+        branch = head_branch or repo.default_branch
+        head_id = head_repository_id or repo.id
+        if head_repo is None:
+            head_repo = repo.full_name if head_id == repo.id else f"fork{head_id}/{repo.name}"
+        if event is None:
+            event = "push" if branch == repo.default_branch and head_id == repo.id else "pull_request"
+        run = WorkflowRun(
+            id=run_id or next(self._ids),
+            head_sha=head_sha,
+            head_branch=branch,
+            head_repo=head_repo,
+            head_repository_id=head_id,
+            event=event,
+            created_at=created_at or ((commit.date if commit else T0) + timedelta(minutes=1)),
+            conclusion=conclusion,
+            status="completed" if conclusion else "in_progress",
+            path=path,
+        )
+        repo.runs[run.id] = run
+        return run
+
     def add_artifact(
         self,
         repo: Repo,
         name: str,
         head_sha: str,
-        files: dict[str, bytes | str],
+        files: dict[str, bytes | str] | bytes,
         *,
-        head_branch: str | None = None,
-        head_repository_id: int | None = None,
+        run: WorkflowRun | None = None,
         expired: bool = False,
         created_at: datetime | None = None,
-        run_id: int | None = None,
+        **run_fields: Any,
     ) -> Artifact:
-        commit = repo.commits.get(head_sha)
+        """An artifact of ``run``, or of a new run (``add_run``'s keywords) for ``head_sha``.
+        ``files`` is what the zip holds, or the archive itself."""
+        if run is None:
+            existing = repo.runs.get(run_fields.get("run_id") or -1)
+            run = existing or self.add_run(repo, head_sha, **run_fields)
+        assert run.head_sha == head_sha, "an artifact's commit is its run's"
         artifact = Artifact(
             id=next(self._ids),
             name=name,
-            run_id=run_id or next(self._ids),
-            head_sha=head_sha,
-            head_branch=head_branch or repo.default_branch,
-            head_repository_id=head_repository_id or repo.id,
-            created_at=created_at or ((commit.date if commit else T0) + timedelta(minutes=5)),
-            archive=make_zip(files),
+            run_id=run.id,
+            created_at=created_at or (run.created_at + timedelta(minutes=4)),
+            archive=files if isinstance(files, bytes) else make_zip(files),
             expired=expired,
         )
         repo.artifacts.append(artifact)
@@ -600,7 +655,54 @@ class FakeGitHub:
             data["commit"][who]["date"] = iso(commit.date)
         return data
 
+    def _minimal_repo(self, template: dict[str, Any], full_name: str, repo_id: int) -> dict[str, Any]:
+        owner, name = full_name.split("/")
+        data = copy.deepcopy(template)
+        data.update(
+            id=repo_id,
+            name=name,
+            full_name=full_name,
+            url=f"{self.url}/repos/{full_name}",
+            html_url=f"https://github.com/{full_name}",
+            fork=False,
+        )
+        data["owner"]["login"] = owner
+        return data
+
+    def _run_json(self, repo: Repo, run: WorkflowRun) -> dict[str, Any]:
+        data = self._localize(example("workflow-run-paginated")["workflow_runs"][0])
+        url = f"{self.url}/repos/{repo.full_name}/actions/runs/{run.id}"
+        data.update(
+            id=run.id,
+            node_id=f"WFR_{run.id}",
+            head_branch=run.head_branch,
+            head_sha=run.head_sha,
+            path=run.path,
+            event=run.event,
+            status=run.status,
+            conclusion=run.conclusion,
+            url=url,
+            html_url=f"https://github.com/{repo.full_name}/actions/runs/{run.id}",
+            pull_requests=[],
+            created_at=iso(run.created_at),
+            updated_at=iso(run.created_at),
+            run_started_at=iso(run.created_at),
+            jobs_url=url + "/jobs",
+            logs_url=url + "/logs",
+            artifacts_url=url + "/artifacts",
+            cancel_url=url + "/cancel",
+            rerun_url=url + "/rerun",
+        )
+        data["head_commit"]["id"] = run.head_sha
+        data["repository"] = self._minimal_repo(data["repository"], repo.full_name, repo.id)
+        head = self._minimal_repo(data["head_repository"], run.head_repo, run.head_repository_id)
+        head["fork"] = run.head_repository_id != repo.id
+        data["head_repository"] = head
+        data["head_repository_id"] = run.head_repository_id
+        return data
+
     def _artifact_json(self, repo: Repo, artifact: Artifact) -> dict[str, Any]:
+        run = repo.runs[artifact.run_id]
         url = f"{self.url}/repos/{repo.full_name}/actions/artifacts/{artifact.id}"
         return {
             "id": artifact.id,
@@ -615,11 +717,11 @@ class FakeGitHub:
             "updated_at": iso(artifact.created_at),
             "digest": "sha256:" + hashlib.sha256(artifact.archive).hexdigest(),
             "workflow_run": {
-                "id": artifact.run_id,
+                "id": run.id,
                 "repository_id": repo.id,
-                "head_repository_id": artifact.head_repository_id,
-                "head_branch": artifact.head_branch,
-                "head_sha": artifact.head_sha,
+                "head_repository_id": run.head_repository_id,
+                "head_branch": run.head_branch,
+                "head_sha": run.head_sha,
             },
         }
 
@@ -703,7 +805,37 @@ class FakeGitHub:
     def _run_artifacts(self, request: Request, token: Token, owner: str, repo: str, run_id: int) -> Response:
         self._need(token, "actions", "read")
         r = self._repo(owner, repo)
+        if run_id not in r.runs:
+            raise ApiError(404, "Not Found")
         return self._listed_artifacts(request, [a for a in r.artifacts if a.run_id == run_id], r)
+
+    _RUN_FILTERS = ("head_sha", "branch", "event", "status")
+
+    def _list_runs(self, request: Request, token: Token, owner: str, repo: str) -> Response:
+        self._need(token, "actions", "read")
+        r = self._repo(owner, repo)
+        unmodelled = set(request.args) - {*self._RUN_FILTERS, "exclude_pull_requests", "per_page", "page"}
+        if unmodelled:
+            self._problem(f"ghfake does not model the workflow-run filters {sorted(unmodelled)}")
+            raise ApiError(422, "gradci test server: filter not modelled")
+        args = request.args
+        chosen = [
+            run
+            for run in r.runs.values()
+            if args.get("head_sha") in (None, run.head_sha)
+            and args.get("branch") in (None, run.head_branch)
+            and args.get("event") in (None, run.event)
+            and args.get("status") in (None, run.status, run.conclusion)
+        ]
+        chosen.sort(key=lambda run: (run.created_at, run.id), reverse=True)
+        if any(name in args for name in self._RUN_FILTERS):
+            chosen = chosen[:1000]  # "up to 1,000 results for each search" with these filters
+        items, headers = self._page(request, chosen)
+        return _json(
+            200,
+            {"total_count": len(chosen), "workflow_runs": [self._run_json(r, run) for run in items]},
+            headers,
+        )
 
     def _download_artifact(
         self, request: Request, token: Token, owner: str, repo: str, artifact_id: int, archive_format: str

@@ -199,10 +199,10 @@ def test_api_errors_name_the_action_the_status_and_the_fix() -> None:
 
 def test_results_are_read_from_the_zip_wherever_they_are() -> None:
     res = ops_results({"b"}, ["a", "b"]).to_json()
-    data, pr = artifacts.read_archive(
-        make_zip({"out/gradci-results.json": json.dumps(res), "gradci-pr.json": '{"number": 5}'}), "a"
-    )
+    archive = make_zip({"out/gradci-results.json": json.dumps(res), "gradci-pr.json": '{"number": 5}'})
+    data, pr = artifacts.read_archive(archive, "a", pr_file=True)
     assert data["summary"]["failed"] == 1 and pr == {"number": 5}
+    assert artifacts.read_archive(archive, "a")[1] is None  # base results: the hint is not even read
     # another name, but the only gradci results file: taken
     data, pr = artifacts.read_archive(make_zip({"merged.json": json.dumps(res), "x.json": "[1]"}), "a")
     assert data["schema"] == "gradci.results" and pr is None
@@ -213,7 +213,10 @@ def test_results_are_read_from_the_zip_wherever_they_are() -> None:
     [
         ({"notes.txt": "hi", "other.json": "{}"}, "holds no gradci results"),
         ({"a/gradci-results.json": "{}", "b/gradci-results.json": "{}"}, "several results files"),
-        ({"gradci-results.json": "{truncated"}, "holds no gradci results"),
+        ({"gradci-results.json": "{truncated"}, "gradci-results.json is not valid JSON"),
+        ({"gradci-results.json": "[" * 100_000 + "]" * 100_000}, "gradci-results.json is nested too deeply"),
+        ({"gradci-results.json": b"\xff\xfe{"}, "gradci-results.json is not valid JSON"),
+        ({"gradci-results.json": "[1]"}, "gradci-results.json is not a gradci results file"),
     ],
 )
 def test_archives_without_one_usable_results_file_are_refused(files: dict[str, str], reason: str) -> None:

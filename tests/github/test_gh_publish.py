@@ -130,7 +130,7 @@ def test_more_than_50_annotations_go_in_batches_of_50(
     assert "120 annotations" in done.stderr
 
 
-def test_fork_pull_request_with_a_read_only_token_falls_back_to_log_annotations(
+def test_fork_pull_request_skips_the_refused_writes_and_falls_back_to_log_annotations(
     scenario: Scenario, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     sc = scenario
@@ -142,25 +142,58 @@ def test_fork_pull_request_with_a_read_only_token_falls_back_to_log_annotations(
     env = actions_env(sc, "pull_request", payload("pull_request.opened.fork.json"), token=READ_ONLY_TOKEN)
     done = publish(sc, env, monkeypatch=monkeypatch, capsys=capsys)
 
-    # GitHub refused both writes with 403: nothing was created...
-    assert sc.server.calls_to("POST", r".*/check-runs")[0].status == 403
-    assert sc.server.calls_to("POST", r".*/issues/2/comments")[0].status == 403
+    # A fork's pull_request run has a read-only token: the two writes are not even tried...
+    assert sc.server.calls_to("POST", r".*/check-runs") == []
+    assert sc.server.calls_to("POST", r".*/issues/2/comments") == []
+    assert sc.server.calls_to("GET", r".*/issues/2/comments") == []
     assert sc.repo.check_runs == {} and sc.repo.comments == {}
-    # ...but the comparison worked (reading is allowed) and went to the log and the job summary
+    # ...said once, as information, not as a warning per write
+    assert "::warning" not in done.stdout and "warning" not in done.stderr
+    [said] = [line for line in done.stderr.splitlines() if "read-only token" in line]
+    assert "no check run or comment" in said and "two-workflow pattern" in said
+    # ...and the comparison (reading is allowed) went to the log and the job summary
     assert done.code == 1  # one new failure (beta); extra ops are new tests that fail: new failures too
     errors = [line for line in done.stdout.splitlines() if line.startswith("::error ")]
     assert len(errors) == 10  # GitHub shows 10 error annotations per step
     assert errors[0].startswith("::error file=.github/workflows/gradci.yml,line=1,title=New failure%3A ")
     assert errors[-1].startswith("::error title=gradci%3A 4 more::4 more not shown here")
-    warnings = [line for line in done.stdout.splitlines() if line.startswith("::warning ")]
-    assert len(warnings) == 2
-    assert all("403" in w and "two-workflow pattern" in w for w in warnings)
     assert "## gradci: 13 new failures" in done.summary
     assert done.outputs["new-failures"] == "13" and done.outputs["conclusion"] == "failure"
+    assert done.outputs["compared"] == "true"
+    assert "published: 10 annotations in the log, job summary" in done.stderr
     assert results_file.read_bytes() == before  # the results file is never touched
     # the fork's run leaves the pull request's number for a workflow_run publisher
     assert json.loads((sc.workspace / "gradci-pr.json").read_text())["number"] == 2
     assert TOKEN not in done.stdout + done.stderr and READ_ONLY_TOKEN not in done.stdout + done.stderr
+
+    # Nothing failing and no job summary: nothing to publish at all is exit 4, saying why.
+    write_results(sc, ops_results(set(), ops))
+    del env["GITHUB_STEP_SUMMARY"]
+    done = publish(sc, env, monkeypatch=monkeypatch, capsys=capsys)
+    assert done.code == 4
+    assert "gradci: error: nothing could be published: a pull_request run from a fork" in done.stderr
+
+
+def test_a_refused_write_on_a_same_repository_pull_request_is_one_warning_each(
+    scenario: Scenario, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Dependabot's pull_request runs get a read-only token too, which gradci cannot tell: GitHub
+    refuses both writes, each a warning that names the way out; the fallbacks still publish."""
+    sc = scenario
+    sc.artifact_at(sc.merge_base, ops_results(set(), OPS))
+    write_results(sc, ops_results({"beta"}, OPS))
+    done = publish(sc, pr_env(sc, token=READ_ONLY_TOKEN), monkeypatch=monkeypatch, capsys=capsys)
+
+    assert [c.status for c in sc.server.calls_to("POST", r".*/check-runs")] == [403]
+    assert [c.status for c in sc.server.calls_to("POST", r".*/issues/2/comments")] == [403]
+    check, comment = [line for line in done.stdout.splitlines() if line.startswith("::warning ")]
+    assert "cannot create the check run 'gradci': the token is not allowed to (403" in check
+    assert "; a check run on a pull request whose run has a read-only token (Dependabot's" in check
+    assert "; a comment on a pull request whose run has a read-only token (Dependabot's" in comment
+    assert all("two-workflow pattern (README: 'Pull requests from forks')" in w for w in (check, comment))
+    assert any(line.startswith("::error ") for line in done.stdout.splitlines())
+    assert "## gradci: 1 new failure" in done.summary
+    assert done.code == 1
 
 
 @pytest.mark.parametrize("where", ["merge-base", "older", "none", "only-unusable"])
@@ -372,7 +405,7 @@ def test_push_to_the_default_branch_compares_with_the_previous_commit(
     run = the_check_run(sc)
     assert run.head_sha == after and run.conclusion == "failure"
     assert done.outputs["base-sha"] == sc.master[-2]
-    assert f"{sc.master[-2][:10]} on master, 1 commits back" in done.stderr
+    assert f"{sc.master[-2][:10]} on master, 1 commit back" in done.stderr
     assert sc.repo.comments == {}  # no pull request, no comment
     assert not (sc.workspace / "gradci-pr.json").exists()
     assert done.code == 1

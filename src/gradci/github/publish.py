@@ -11,8 +11,10 @@ the others:
 4. where the check run could not be written: ``::error`` annotations in the log instead.
 
 A failed API call is a warning (``::warning::`` in Actions) naming what to change, never the
-token. Exit code: 1 when ``--fail-on`` says the comparison fails, else 0; 4 (``GitHubError``) only
-where nothing could be published at all, or the head results could not be fetched.
+token. A fork's ``pull_request`` run has a read-only token: gradci does not try the two writes
+GitHub would refuse and goes straight to the log annotations and the job summary. Exit code: 1
+when ``--fail-on`` says the comparison fails, else 0; 4 (``GitHubError``) only where nothing could
+be published at all, or the head results could not be fetched; 3 for unusable head results.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class Report:
     warnings: list[str] = field(default_factory=list)
     base_sha: str | None = None
     base_note: str | None = None  # where the base results came from, for the reader
+    skipped: str | None = None  # why the check run and the comment were not tried
 
 
 class Publisher:
@@ -105,18 +108,29 @@ class Publisher:
         headline = report.headline(head, comparison)
         self.info(f"{headline} -> {conclusion}")
 
-        wrote_check = self.publish_check(head, comparison, conclusion)
+        if self.read_only_token():
+            self.report.skipped = (
+                "a pull_request run from a fork has a read-only token: no check run or comment "
+                "(GitHub would refuse both), log annotations and the job summary instead; "
+                "for both, the two-workflow pattern (README: 'Pull requests from forks')"
+            )
+            self.info(self.report.skipped)
+            wrote_check = False
+        else:
+            wrote_check = self.publish_check(head, comparison, conclusion)
         if not wrote_check:
             self.log_annotations(comparison)
-        self.publish_comment(head, comparison)
+        if self.report.skipped is None:
+            self.publish_comment(head, comparison)
         self.job_summary(head, comparison)
         self.outputs(head, comparison, conclusion, results_file)
         if ctx.event_name in PULL_REQUEST_EVENTS:
             self.write_pr_file(results_file)
 
         if not self.report.published:
+            reasons = self.report.warnings + ([self.report.skipped] if self.report.skipped else [])
             raise GitHubError(
-                "nothing could be published: " + ("; ".join(self.report.warnings) or "no GitHub Actions run"),
+                "nothing could be published: " + ("; ".join(reasons) or "no GitHub Actions run"),
                 hint="the results files are kept; see the warnings above",
             )
         self.info("published: " + ", ".join(self.report.published))
@@ -137,7 +151,13 @@ class Publisher:
         if ctx.triggering_run_id is None:
             raise GitHubError("the workflow_run event names no run")
         data, pr_file = self.fetch_run_results(ctx.triggering_run_id)
-        head = Results.from_json(data, source=f"the results artifact of run {ctx.triggering_run_id}")
+        source = f"the results artifact of run {ctx.triggering_run_id}"
+        try:
+            head = Results.from_json(data, source=source)
+        except RecursionError:
+            raise ResultsFileError(f"{source}: nested too deeply") from None
+        except ValueError as exc:  # what a results file may raise besides its own error
+            raise ResultsFileError(f"{source}: malformed results ({str(exc)[:200]})") from None
         target = results_path or self.settings.json
         if target is not None:
             write_atomic(target, json.dumps(data, indent=1) + "\n")
@@ -151,7 +171,7 @@ class Publisher:
         pattern = artifacts.artifact_name(template, "*")
         found = [
             artifacts.Artifact.from_json(a)
-            for a in artifacts.list_artifacts(self.api, f"/actions/runs/{run_id}/artifacts", "")
+            for a in artifacts.run_artifacts(self.api, run_id)
             if fnmatchcase(str(a.get("name")), pattern) and not a.get("expired")
         ]
         if not found:
@@ -169,7 +189,7 @@ class Publisher:
         self.info(f"head results: artifact {chosen.name} of run {run_id}")
         data = artifacts.download(self.api, chosen)
         try:
-            return artifacts.read_archive(data, f"artifact {chosen.name}")
+            return artifacts.read_archive(data, f"artifact {chosen.name} of run {run_id}", pr_file=True)
         except ValueError as exc:
             raise ResultsFileError(str(exc)) from None
 
@@ -281,11 +301,16 @@ class Publisher:
         except GitHubError as exc:
             self.warn(f"no base results: {exc}")
             return None, f"no base results: {exc.message}"
+        source = f"artifact {name} of {search.artifact.head_sha[:10]}"
         try:
-            parsed, _ = artifacts.read_archive(data, f"artifact {name} of {search.artifact.head_sha[:10]}")
-            base = Results.from_json(parsed, source=f"artifact {name} of {search.artifact.head_sha[:10]}")
-        except (ValueError, ResultsFileError) as exc:
-            return None, f"base results unusable: {exc}"
+            parsed, _ = artifacts.read_archive(data, source)
+            base = Results.from_json(parsed, source=source)
+        except (ValueError, ResultsFileError, RecursionError) as exc:
+            problem = f"base results unusable: {exc}"
+            if isinstance(exc, RecursionError):
+                problem = f"base results unusable: {source} is nested too deeply"
+            self.warn(f"{problem}; comparing with nothing")
+            return None, problem
         self.report.base_sha = search.artifact.head_sha
         self.report.base_note = search.note
         return base, None
@@ -333,19 +358,24 @@ class Publisher:
                 details_url=ctx.run_url,
             )
         except GitHubError as exc:
-            self.warn(self._explain_write_failure("the check run", exc))
+            self.warn(self._explain_write_failure("check run", exc))
             return False
         if done.warning:
             self.warn(done.warning)
         self.report.published.append(f"check run {name!r} ({done.annotations} annotations)")
         return True
 
+    def read_only_token(self) -> bool:
+        """A fork's pull_request run: GitHub gives it a read-only token (pull_request_target writes)."""
+        return self.context.fork and self.context.event_name == "pull_request"
+
     def _explain_write_failure(self, what: str, exc: GitHubError) -> str:
         text = f"{exc}"
-        if exc.status in (403, 404) and self.context.fork:
+        # Forks' runs do not get here; Dependabot's pull_request runs have a read-only token too.
+        if exc.status in (403, 404) and self.context.event_name == "pull_request":
             text += (
-                f"; {what} of a fork's pull request needs the two-workflow pattern "
-                "(README: 'Pull requests from forks')"
+                f"; a {what} on a pull request whose run has a read-only token (Dependabot's, by "
+                "default) needs the two-workflow pattern (README: 'Pull requests from forks')"
             )
         return text
 
@@ -376,7 +406,7 @@ class Publisher:
         try:
             done = comment.upsert(api, ctx.pr_number, body, check_name=name, create=create)
         except GitHubError as exc:
-            self.warn(self._explain_write_failure("a comment on", exc))
+            self.warn(self._explain_write_failure("comment", exc))
             return
         if done.action != "skipped":
             self.report.published.append(f"pull-request comment ({done.action})")
