@@ -53,11 +53,11 @@ UNUSABLE = {
     "no results": (make_zip({"notes.txt": "hi", "coverage.json": "{}"}), "holds no gradci results"),
     "truncated JSON": (
         make_zip({"gradci-results.json": _results_json()[:-40]}),
-        "gradci-results.json is not valid JSON",
+        "gradci-results.json: truncated",
     ),
     "deep nesting": (
         make_zip({"gradci-results.json": "[" * 100_000 + "]" * 100_000}),
-        "gradci-results.json is nested too deeply",
+        "gradci-results.json: not a gradci results file (nested too deeply)",
     ),
     "wrong schema": (
         make_zip({"gradci-results.json": json.dumps({"schema": "junit", "version": 1})}),

@@ -213,9 +213,10 @@ def test_results_are_read_from_the_zip_wherever_they_are() -> None:
     [
         ({"notes.txt": "hi", "other.json": "{}"}, "holds no gradci results"),
         ({"a/gradci-results.json": "{}", "b/gradci-results.json": "{}"}, "several results files"),
-        ({"gradci-results.json": "{truncated"}, "gradci-results.json is not valid JSON"),
-        ({"gradci-results.json": "[" * 100_000 + "]" * 100_000}, "gradci-results.json is nested too deeply"),
-        ({"gradci-results.json": b"\xff\xfe{"}, "gradci-results.json is not valid JSON"),
+        ({"gradci-results.json": "{truncated"}, "gradci-results.json: not valid JSON"),
+        ({"gradci-results.json": "[" * 100_000 + "]" * 100_000}, "gradci-results.json: .*nested too deeply"),
+        ({"gradci-results.json": b"\xff\xfe{"}, "gradci-results.json: not UTF-8 text"),
+        ({"gradci-results.json": '{"schema": NaN}'}, "gradci-results.json: not strict JSON: NaN"),
         ({"gradci-results.json": "[1]"}, "gradci-results.json is not a gradci results file"),
     ],
 )

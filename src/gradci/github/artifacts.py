@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import functools
 import io
-import json
 import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -36,7 +35,8 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from gradci.errors import GitHubError
+from gradci.errors import GitHubError, ResultsFileError
+from gradci.results import parse
 
 from .client import TIMEOUT, Api
 
@@ -302,11 +302,9 @@ def _parse(archive: zipfile.ZipFile, info: zipfile.ZipInfo, source: str) -> Any:
         reason = " ".join(str(exc).split())[:120] or type(exc).__name__
         raise ValueError(f"{source}: cannot unpack {info.filename} ({reason})") from None
     try:
-        return json.loads(raw)
-    except RecursionError:
-        raise ValueError(f"{source}: {info.filename} is nested too deeply") from None
-    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
-        raise ValueError(f"{source}: {info.filename} is not valid JSON ({str(exc)[:100]})") from None
+        return parse(raw, f"{source}: {info.filename}")  # strict, as a results file is read
+    except ResultsFileError as exc:
+        raise ValueError(exc.message) from None
 
 
 def read_archive(

@@ -151,16 +151,10 @@ class Publisher:
         if ctx.triggering_run_id is None:
             raise GitHubError("the workflow_run event names no run")
         data, pr_file = self.fetch_run_results(ctx.triggering_run_id)
-        source = f"the results artifact of run {ctx.triggering_run_id}"
-        try:
-            head = Results.from_json(data, source=source)
-        except RecursionError:
-            raise ResultsFileError(f"{source}: nested too deeply") from None
-        except ValueError as exc:  # what a results file may raise besides its own error
-            raise ResultsFileError(f"{source}: malformed results ({str(exc)[:200]})") from None
+        head = Results.from_json(data, source=f"the results artifact of run {ctx.triggering_run_id}")
         target = results_path or self.settings.json
         if target is not None:
-            write_atomic(target, json.dumps(data, indent=1) + "\n")
+            head.save(target)  # as checked: strict JSON, whatever the artifact held
         if ctx.triggering_event in PULL_REQUEST_EVENTS:
             self.resolve_pull_request(pr_file)
         return head, target
