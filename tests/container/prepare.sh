@@ -10,6 +10,8 @@
 #   DEBIAN_MIRROR      debootstrap's mirror (default http://deb.debian.org/debian)
 #   PYTHON             the interpreter whose pip downloads the wheels (default: python3); it must match
 #                      the base image's Python (3.11 on bookworm)
+#   TORCH_VERSION      the torch of the wheelhouse (default 2.13.0, the CPU build on this machine's disk;
+#                      2.14.1 is a CUDA build, with its nvidia wheels: the image's cuda variant)
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 cache=${GRADCI_CI_CACHE:-/var/cache/gradci-ci}
@@ -43,7 +45,8 @@ fi
 
 # 2. The wheelhouse: torch and every runtime dependency in pyproject.toml, plus the build backend.
 # `pip download` skips what is already there, so a changed dependency list costs only the new wheels.
-wheelhouse=$cache/wheelhouse
+# One per torch version (the default's keeps its old name), so that a build's context holds only its own.
+wheelhouse=$cache/wheelhouse${TORCH_VERSION:+-torch$TORCH_VERSION}
 mkdir -p "$wheelhouse"
 mapfile -t deps < <("$python" - "$repo/pyproject.toml" <<'PY'
 import sys, tomllib

@@ -56,13 +56,14 @@ def engine() -> None:
         pytest.skip(f"podman does not work here: {last}")
 
 
-@pytest.fixture(scope="module")
-def image(engine: None) -> str:
-    """The image, built from the repository's Dockerfile and build context."""
+def _build(tag: str, *build_args: str, torch_version: str | None = None) -> str:
+    """The image, built from the repository's Dockerfile and build context, from a wheelhouse."""
     env = _podman_env()
     env.setdefault("PYTHON", sys.executable)
+    if torch_version is not None:
+        env["TORCH_VERSION"] = torch_version
     prepared = subprocess.run(
-        [str(HERE / "prepare.sh")], env=env, capture_output=True, text=True, timeout=1200
+        [str(HERE / "prepare.sh")], env=env, capture_output=True, text=True, timeout=1800
     )
     if prepared.returncode == 77:
         pytest.skip("no base image yet and debootstrap needs root: run .ci/slow as root once")
@@ -81,15 +82,21 @@ def image(engine: None) -> str:
             f"BASE_IMAGE={made['BASE_IMAGE']}",
             "--build-arg",
             "WHEELHOUSE=wheelhouse",
+            *(arg for pair in build_args for arg in ("--build-arg", pair)),
             "--tag",
-            IMAGE,
+            tag,
             str(REPO),
-            timeout=1500,
+            timeout=2400,
         )
     finally:
         shutil.rmtree(wheelhouse, ignore_errors=True)
-    print(f"image built in {time.monotonic() - started:.0f} s")
-    return IMAGE
+    print(f"image {tag} built in {time.monotonic() - started:.0f} s")
+    return tag
+
+
+@pytest.fixture(scope="module")
+def image(engine: None) -> str:
+    return _build(IMAGE)
 
 
 def _owned_dir(path: Path, uid: int, gid: int) -> Path:
@@ -346,3 +353,42 @@ def test_docker_cli_through_podman(image: str, docker_api: str, tmp_path: Path) 
     assert done.returncode == 0, done.stderr
     assert _testcases(project / "out.xml")["test_fn_gradgrad_sub_cpu_float64"] == "passed"
     assert (project / "out.xml").stat().st_uid == CALLER[0]
+
+
+CUDA_TORCH = "2.14.1"  # a CUDA build, with its nvidia wheels, on this machine's disk
+
+
+@pytest.fixture(scope="module")
+def cuda_image(engine: None) -> Iterator[str]:
+    """The cuda variant (about 7 GB), removed after its tests."""
+    tag = _build(IMAGE + "-cuda", "VARIANT=cuda", f"TORCH_VERSION={CUDA_TORCH}", torch_version=CUDA_TORCH)
+    yield tag
+    _podman("rmi", "--force", tag, check=False)
+
+
+def test_cuda_variant_checks_on_cpu_and_refuses_cuda_in_one_line(cuda_image: str, tmp_path: Path) -> None:
+    """No GPU here: the CUDA image still runs the checks on the CPU, and --device cuda ends with the
+    documented one-line error (exit 2), not a traceback."""
+    labels = json.loads(_podman("image", "inspect", cuda_image).stdout)[0]["Config"]["Labels"]
+    assert labels["io.github.gradci.variant"] == "cuda" and labels["io.github.gradci.torch"] == CUDA_TORCH
+    project = _owned_dir(tmp_path / "project", *CALLER)
+    volume = f"{project}:/work"
+    user = f"{CALLER[0]}:{CALLER[1]}"
+    done = _podman(
+        "run", "--rm", "--user", user, "-v", volume, cuda_image,
+        "run", "--ops", "add", "--checks", "grad", "--progress", "none",
+    )  # fmt: skip
+    results = json.loads((project / "gradci-results.json").read_text())
+    assert results["run"]["torch_version"].startswith(CUDA_TORCH + "+cu")
+    assert results["run"]["device"] == "cpu" and results["summary"]["passed"] == 2, done.stdout
+    refused = _podman(
+        "run", "--rm", "--user", user, "-v", volume, cuda_image, "run", "--ops", "add", "--device", "cuda",
+        check=False,
+    )  # fmt: skip
+    assert refused.returncode == 2, refused.stderr
+    [error] = [line for line in refused.stderr.splitlines() if line.startswith("gradci: ")]
+    torch_version = results["run"]["torch_version"]
+    assert error.startswith(
+        f"gradci: error: --device cuda: torch.cuda.is_available() is False (torch {torch_version}, built with CUDA 1"
+    ), error
+    assert "Traceback" not in refused.stderr
