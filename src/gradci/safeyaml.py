@@ -93,7 +93,8 @@ def _read(path: Path, error: type[GradciError], what: str) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise error(f"{path}: not UTF-8 (byte {exc.start + 1})") from None
+        line = data[: exc.start].count(b"\n") + 1
+        raise error(f"{path}:{line}: not UTF-8 text (byte {exc.start + 1})") from None
 
 
 def _one_line(text: object) -> str:
