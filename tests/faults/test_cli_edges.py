@@ -3,6 +3,7 @@ head``), ``gradci container`` without the docker SDK, and an internal error insi
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -80,6 +81,27 @@ def test_a_closed_pipe_cuts_a_report_with_141(tmp_path: Path) -> None:
     for _ in range(2):
         code, stderr = _closed_early(["report", "head.json", "--format", "text"], tmp_path, 0)
         assert (code, stderr) == (141, "")
+
+
+def test_a_run_whose_log_reader_goes_away_still_writes_its_results(tmp_path: Path) -> None:
+    """Both streams closed before the run starts: progress, failures and summary go nowhere; the run
+    goes on, writes its results and ends with its own verdict (1: a wrong backward)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gradci", "run", "--op-modules", "gradci_testops", "--ops", "testops.*scale"],
+        cwd=tmp_path,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    proc.stderr.close()
+    assert proc.wait(timeout=300) == 1
+    outcomes = {
+        t["id"]: t["outcome"] for t in json.loads((tmp_path / "gradci-results.json").read_text())["tests"]
+    }
+    assert outcomes["test_fn_grad_testops_wrong_scale_cpu_float64"] == "failed"
+    assert (tmp_path / "gradci-junit.xml").is_file()
 
 
 NO_DOCKER = """\
