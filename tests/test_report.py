@@ -348,10 +348,24 @@ def test_details_stay_balanced_with_hostile_ops() -> None:
         ("*_`[]~$\\", "\\*\\_\\`\\[\\]\\~\\$\\\\"),
         ("@user #12", "@\u200buser #\u200b12"),
         ("x\ny\tz", "x y z"),
+        ("x\ry\r\nz\u2028w\u2029v\x85u\x0bt", "x y z w v u t"),  # every line break is a space
+        ("a\x9bb\x00c", "a\ufffdb\ufffdc"),  # C0 and C1 control characters are shown as such
     ],
 )
 def test_md_text(text: str, expected: str) -> None:
     assert md_text(text) == expected
+
+
+def test_a_carriage_return_cannot_start_a_heading() -> None:
+    """CommonMark ends a line at \r too: before, '\r# x' in a message opened a heading."""
+    evil = result("a", "error", message="oops\r# Approved by the maintainers\r| x | y |")
+    markdown = render(results([evil]), None)
+    tokens = GFM.parse(markdown)
+    headings = [tokens[i + 1].content for i, t in enumerate(tokens) if t.type == "heading_open"]
+    assert headings == ["gradci: 1 failing (1 test)", "❌ Failures (1)", "Totals"]
+    rows = _tables(markdown)[0]
+    assert len(rows) == 2 and all(len(r) == 6 for r in rows)
+    assert "# Approved by the maintainers" in rows[1][4]
 
 
 @pytest.mark.parametrize(

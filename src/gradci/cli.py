@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import select
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from . import __version__
 from .checks import CHECK_NAMES, DTYPE_NAMES
-from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, GradciError
+from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_OUTPUT_CLOSED, GradciError
 from .options import Settings, resolve
 
 FAIL_ON = ("new", "any", "none")  # as gradci.compare.FAIL_ON; kept here so --help imports no torch
@@ -21,7 +23,7 @@ options come from (later wins): defaults, [tool.gradci] in pyproject.toml or .gr
 GRADCI_* environment variables (GRADCI_WORKERS=4), then flags.
 exit codes: 0 passed, 1 tests failed, 2 usage/config error, 3 bad results file,
 4 GitHub API error, 5 container error, 6 an output cannot be written, 7 workers cannot start,
-70 internal error, 130 interrupted.
+70 internal error, 130 interrupted, 141 the output's reader went away (0 for list and ops).
 """
 
 
@@ -502,6 +504,43 @@ def _prepare_environment() -> None:
     os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
 
 
+# Commands whose output is a listing: a reader that stops early (| head) is normal use.
+_LISTINGS = ("list", "ops")
+
+
+def _reader_gone(stream: Any) -> bool:
+    """Whether ``stream`` is a pipe whose reading end is closed (POLLERR on its write end)."""
+    try:
+        poll = select.poll()
+        poll.register(stream.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poll.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (Windows), no file descriptor
+        return True
+
+
+def _output_closed(command: str) -> int:
+    from .console import silence
+
+    for stream in (sys.stdout, sys.stderr):
+        silence(stream)  # also keeps Python's flush at exit from complaining
+    return EXIT_OK if command in _LISTINGS else EXIT_OUTPUT_CLOSED
+
+
+def _internal_error(exc: Exception) -> None:
+    from .github.runner_files import end_group, escape_workflow_commands, log_line, start_group
+
+    message = log_line(f"gradci: internal error: {type(exc).__name__}: {exc}")
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        # In a CI log there is no rerunning with GRADCI_DEBUG=1: the traceback is there, folded.
+        start_group("gradci: internal error traceback", sys.stderr)
+        text = "".join(traceback.format_exception(exc))
+        print(escape_workflow_commands(text), end="", file=sys.stderr)
+        end_group(sys.stderr)
+        print(f"{message} (a bug in gradci; the traceback is in the log group above)", file=sys.stderr)
+    else:
+        print(f"{message} (set GRADCI_DEBUG=1 for the traceback)", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     _prepare_environment()
     args = build_parser().parse_args(argv)
@@ -510,18 +549,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(handler(args))
     except GradciError as exc:
-        print(f"gradci: error: {exc}", file=sys.stderr)
+        from .github.runner_files import log_line
+
+        print(log_line(f"gradci: error: {exc}"), file=sys.stderr)
+        for line in (exc.details or "").splitlines():
+            print(log_line(f"  {line}"), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("gradci: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:
+        # A closed pipe is a quiet end where it is gradci's output; one of its own pipes is a bug.
+        if isinstance(exc, BrokenPipeError) and (_reader_gone(sys.stdout) or _reader_gone(sys.stderr)):
+            return _output_closed(args.command)
         if os.environ.get("GRADCI_DEBUG"):
             raise
-        print(
-            f"gradci: internal error: {type(exc).__name__}: {exc} (set GRADCI_DEBUG=1 for the traceback)",
-            file=sys.stderr,
-        )
+        _internal_error(exc)
         return EXIT_INTERNAL
 
 

@@ -1,6 +1,10 @@
 """How gradci talks to people while it runs: a live progress bar on a terminal, plain periodic lines
 in a log, and GitHub Actions log groups when ``GITHUB_ACTIONS=true``. All of it goes to stderr;
 stdout carries only what commands print as their output (ids, the final summary, reports).
+
+Text from tests (op names, messages, repro commands) passes ``escape_workflow_commands`` always,
+so that it cannot issue workflow commands in a log (github/runner_files.py). A reader that goes
+away (``gradci run | head``) silences that stream; the run goes on and writes its results.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import time
 from collections.abc import Iterator
 from typing import IO, Protocol
 
+from .github.runner_files import end_group, start_group
+from .github.runner_files import escape_workflow_commands as escape_workflow_commands  # re-exported
 from .results import OUTCOME_ORDER, Outcome, Results, TestResult
 
 _PLAIN_INTERVAL = 15.0  # seconds between progress lines in a log
@@ -21,13 +27,20 @@ def in_github_actions() -> bool:
     return os.environ.get("GITHUB_ACTIONS") == "true"
 
 
-def escape_workflow_commands(text: str) -> str:
-    """Untrusted text (test output, op names) must not issue ``::workflow commands::`` in a log."""
-    if not in_github_actions():
-        return text
-    return "\n".join(
-        ":\u200b:" + line[2:] if line.lstrip().startswith("::") else line for line in text.split("\n")
-    )
+def silence(stream: IO[str]) -> None:
+    """Send what is still written to ``stream`` to /dev/null: its reader has gone."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+
+
+def emit(text: str, stream: IO[str]) -> None:
+    """One line to ``stream``, flushed; nothing, once the reader of a pipe has gone."""
+    try:
+        print(text, file=stream, flush=True)
+    except BrokenPipeError:
+        silence(stream)
 
 
 def _clock(seconds: float) -> str:
@@ -98,14 +111,14 @@ class PlainProgress:
     def advance(self, result: TestResult) -> None:
         self.counts.add(result)
         if result.outcome.failing:
-            print(describe_failure(result), file=self.stream, flush=True)
+            emit(describe_failure(result), self.stream)
         now = time.monotonic()
         if now - self.last >= self.interval:
             self.last = now
-            print(self.counts.line(), file=self.stream, flush=True)
+            emit(self.counts.line(), self.stream)
 
     def close(self) -> None:
-        print(self.counts.line(), file=self.stream, flush=True)
+        emit(self.counts.line(), self.stream)
 
 
 class RichProgress:
@@ -165,10 +178,10 @@ class Console:
 
     def info(self, message: str) -> None:
         if self.mode != "none":
-            print(message, file=self.stream, flush=True)
+            emit(escape_workflow_commands(message), self.stream)
 
     def warning(self, message: str) -> None:
-        print(f"gradci: warning: {message}", file=self.stream, flush=True)
+        emit(escape_workflow_commands(f"gradci: warning: {message}"), self.stream)
 
     def error(self, message: str) -> None:
         """An error besides the one the command ends with (which ``cli.main`` prints)."""
@@ -178,14 +191,16 @@ class Console:
     def group(self, title: str) -> Iterator[None]:
         """A foldable section in a GitHub Actions log; a heading elsewhere."""
         if self.github:
-            print(f"::group::{title}", file=self.stream, flush=True)
+            with contextlib.suppress(BrokenPipeError):
+                start_group(title, self.stream)
         elif self.mode != "none":
-            print(title, file=self.stream, flush=True)
+            emit(escape_workflow_commands(title), self.stream)
         try:
             yield
         finally:
             if self.github:
-                print("::endgroup::", file=self.stream, flush=True)
+                with contextlib.suppress(BrokenPipeError):
+                    end_group(self.stream)
 
     def progress(self, total: int) -> Progress:
         if self.mode == "rich":
@@ -220,18 +235,23 @@ def summary_line(results: Results) -> str:
 
 def print_summary(results: Results, stream: IO[str] | None = None) -> None:
     stream = stream or sys.stdout
+    lines = []
     failing = sorted(results.failing, key=lambda t: t.id)
     if failing:
-        print("failures:", file=stream)
+        lines.append("failures:")
         for test in failing:
-            print("  " + describe_failure(test), file=stream)
+            lines.append("  " + describe_failure(test))
             if test.repro:
-                print(f"      repro: {test.repro}", file=stream)
+                lines.append(escape_workflow_commands(f"      repro: {test.repro}"))
     flaky = sorted((t for t in results.tests if t.flaky), key=lambda t: t.id)
     if flaky:
-        print("flaky (failed, then passed when re-run):", file=stream)
+        lines.append("flaky (failed, then passed when re-run):")
         for test in flaky:
             first = next(a for a in test.attempts if a.get("outcome") in ("failed", "error"))
-            message = escape_workflow_commands(str(first.get("message", "")))
-            print(f"  FLAKY {test.id} - first try {first.get('outcome')}: {message}", file=stream)
-    print(f"== {summary_line(results)} ==", file=stream, flush=True)
+            lines.append(
+                escape_workflow_commands(
+                    f"  FLAKY {test.id} - first try {first.get('outcome')}: {first.get('message', '')}"
+                )
+            )
+    lines.append(escape_workflow_commands(f"== {summary_line(results)} =="))
+    emit("\n".join(lines), stream)

@@ -173,9 +173,9 @@ def _stream(container: Any, tty: bool, stdout: BinaryIO, stderr: BinaryIO) -> No
 
 def run(spec: ContainerRun) -> int:
     """Run ``gradci ARGS`` in the image; stream its output; return its exit code."""
+    client = _connect()  # first: without the docker SDK it says how to install it
     from docker.errors import APIError
 
-    client = _connect()
     _ensure_image(client, spec.image, spec.pull)
     try:
         container = client.containers.create(spec.image, **spec.create_options())

@@ -17,6 +17,7 @@ Exit codes (documented in README.md, section "Exit codes"):
     finished tests' results are written
 70  internal error: a bug in gradci (set GRADCI_DEBUG=1 for the traceback)
 130 interrupted (Ctrl-C or SIGTERM); results computed so far are written
+141 the reader of gradci's output went away (a closed pipe); 0 for ``list`` and ``ops``
 ==  =====================================================================
 """
 
@@ -28,6 +29,7 @@ EXIT_OK = 0
 EXIT_TESTS_FAILED = 1
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
+EXIT_OUTPUT_CLOSED = 141  # 128 + SIGPIPE: what a shell reports for a writer whose reader went away
 
 
 class GradciError(Exception):
@@ -35,10 +37,11 @@ class GradciError(Exception):
 
     exit_code: ClassVar[int] = 2
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
+    def __init__(self, message: str, *, hint: str | None = None, details: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.details = details  # lines shown under the one-line error (a worker's last output)
 
     def __str__(self) -> str:
         return self.message if self.hint is None else f"{self.message} ({self.hint})"

@@ -300,14 +300,9 @@ def find_config(directory: Path) -> tuple[Path, dict[str, Any]] | None:
 
 
 def _read_yaml_config(path: Path) -> dict[str, Any]:
-    import yaml
+    from .safeyaml import load
 
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        raise ConfigError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    data = load(path, ConfigError, "config file")
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -12,8 +12,10 @@ failing, unexpected passes, new tests, removed tests, skip-status changes. Each 
 rows, then the budget left goes to them in the same order. What does not fit is counted ("… and 37
 more in 12 ops"); the results JSON and JUnit XML always hold everything.
 
-Text from test results (messages, sample summaries, op names) is untrusted: in Markdown it is
-escaped so that it cannot open HTML, close a ``<details>``, break a table or mention anyone.
+Text from test results (messages, sample summaries, op names) is untrusted: every line break in it
+(``\n``, ``\r``, ``\r\n``, Unicode's line and paragraph separators) becomes a space; in Markdown it
+is escaped so that it cannot open HTML, close a ``<details>``, break a table or mention anyone; in
+text it cannot issue a workflow command in a log.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from itertools import groupby
 
 from .compare import Category, Comparison, compare
 from .errors import ResultsFileError
+from .github.runner_files import LINE_BREAK, escape_workflow_commands
 from .results import Mismatch, Outcome, Results, TestResult
 
 PR_COMMENT_LIMIT = 65_536
@@ -48,7 +51,7 @@ def size(text: str) -> int:
 # --- making untrusted text safe --------------------------------------------------------------------
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-_]")
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 # Markup that works mid-line (text from results never starts a line here); $ opens GitHub math.
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|~$])")
 _MENTION = re.compile(r"([@#])(?=\w)")
@@ -56,9 +59,8 @@ _MENTION = re.compile(r"([@#])(?=\w)")
 
 def clean(text: str | None, limit: int | None = None) -> str:
     """One line of printable text: no terminal escapes, control characters or line breaks."""
-    text = _ANSI.sub("", text or "")
-    text = _CONTROL.sub("\N{REPLACEMENT CHARACTER}", text.replace("\r\n", "\n").replace("\t", " "))
-    text = " ".join(text.split("\n")).strip()
+    text = LINE_BREAK.sub(" ", _ANSI.sub("", text or "")).replace("\t", " ")
+    text = _CONTROL.sub("\N{REPLACEMENT CHARACTER}", text).strip()
     if limit is not None and len(text) > limit:
         text = text[: limit - 1].rstrip() + "…"
     return text
@@ -234,14 +236,16 @@ class Markdown(Style):
 
 
 class Text(Style):
+    """Plain text for a log: each line escaped as it is made, so the budget counts what is printed."""
+
     def title(self, text: str) -> str:
-        return f"{text}\n"
+        return escape_workflow_commands(f"{text}\n")
 
     def note(self, text: str) -> str:
-        return f"\nwarning: {text}\n"
+        return escape_workflow_commands(f"\nwarning: {text}\n")
 
     def line(self, text: str) -> str:
-        return f"\n{text}\n"
+        return escape_workflow_commands(f"\n{text}\n")
 
     def text(self, value: str | None, limit: int | None = None) -> str:
         return clean(value, limit)
@@ -250,7 +254,7 @@ class Text(Style):
         return clean(value, limit)
 
     def section_open(self, heading: str, collapsed: bool) -> str:
-        return f"\n{heading}\n"
+        return escape_workflow_commands(f"\n{heading}\n")
 
     def section_close(self, collapsed: bool) -> str:
         return ""
@@ -259,18 +263,18 @@ class Text(Style):
         return ""
 
     def more(self, text: str) -> str:
-        return f"  {text}\n"
+        return escape_workflow_commands(f"  {text}\n")
 
     def rows(self, op: str, cells: Sequence[Sequence[str]], detail: Sequence[str | None]) -> list[str]:
         units = []
         for i, (row, extra) in enumerate(zip(cells, detail, strict=True)):
             head = f"  {clean(op)}\n" if i == 0 else ""
             body = "    " + "  ".join(c for c in row if c) + "\n"
-            units.append(head + body + (f"      {extra}\n" if extra else ""))
+            units.append(escape_workflow_commands(head + body + (f"      {extra}\n" if extra else "")))
         return units
 
     def more_of_op(self, hidden: str, width: int) -> str:
-        return f"    {clean(hidden)}\n"
+        return escape_workflow_commands(f"    {clean(hidden)}\n")
 
 
 # --- sections ---------------------------------------------------------------------------------------

@@ -323,7 +323,7 @@ class Runner:
         if not worker.ready and time.monotonic() - worker.spawned_at > _SETUP_TIMEOUT:
             self._kill(worker)
             raise WorkerStartError(
-                f"a worker did not start within {_SETUP_TIMEOUT:g} s" + self._last_words(worker)
+                f"a worker did not start within {_SETUP_TIMEOUT:g} s", details=self._last_words(worker)
             )
         return True
 
@@ -336,19 +336,20 @@ class Runner:
                 f"workers keep dying without running a test: {self._failed_starts} of them, the last "
                 f"{when} ({reason}); gave up after {counted(self.max_restarts, 'replacement')} "
                 "(--max-worker-restart; a module the tests import may crash or exit in child "
-                "processes)" + self._last_words(worker)
+                "processes)",
+                details=self._last_words(worker),
             )
 
     def _last_words(self, worker: _Worker) -> str:
         worker.log_offset = 0
         output = self._read_output(worker)
         if not output:
-            return "; nothing in its log (what a fork hook prints goes to gradci's own output)"
+            return "nothing in its log (what a fork hook prints goes to gradci's own output)"
         lines = [line for line in output.strip().splitlines() if not line.startswith("Extension modules:")]
         fatal = [i for i, line in enumerate(lines) if line.startswith("Fatal Python error")]
         # a crash: what it printed just before, and its innermost frames
         shown = lines[max(0, fatal[-1] - 3) : fatal[-1] + 12] if fatal else lines[-12:]
-        return "; its last output:\n" + "\n".join("  " + line.rstrip() for line in shown if line.strip())
+        return "its last output:\n" + "\n".join("  " + line.rstrip() for line in shown if line.strip())
 
     def close(self) -> None:
         for path in self._tmp.glob("*"):

@@ -350,21 +350,9 @@ class _Reader:
 
 def parse_spec(path: Path) -> Spec:
     """Read and validate a spec file; no torch import, nothing of the project imported."""
-    import yaml
+    from .safeyaml import compose
 
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError(f"spec file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"cannot read spec file {path}: {exc}") from None
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise SpecError(f"{where}: not valid YAML: {problem}") from None
+    root = compose(Path(path), SpecError, "spec file")
     reader = _Reader(Path(path))
     if root is None:
         raise SpecError(f"{path}: the spec is empty", hint="list operators under 'ops:'")

@@ -66,11 +66,11 @@ class Publisher:
 
     def info(self, text: str) -> None:
         # one line: names from events and artifacts must not start a workflow command of their own
-        text = " ".join(scrub(text, self.token).splitlines())
+        text = runner_files.log_line(scrub(text, self.token))
         print(f"gradci publish: {text}", file=sys.stderr, flush=True)
 
     def warn(self, text: str) -> None:
-        text = " ".join(scrub(text, self.token).splitlines())
+        text = runner_files.log_line(scrub(text, self.token))
         self.report.warnings.append(text)
         if self.in_actions:
             print(runner_files.command("warning", text, {"title": "gradci publish"}), flush=True)
