@@ -137,23 +137,24 @@ def test_container_without_the_docker_sdk_says_how_to_install_it(tmp_path: Path)
     )
 
 
-BROKEN_JSON = """\
-import json
+BROKEN_GROUPBY = """\
+import itertools
 
-def dumps(*args, **kwargs):
-    raise ValueError("broken json.dumps\\r::error::INJECTED ##[error]v1")
+def groupby(*args, **kwargs):
+    raise ValueError("broken groupby\\r::error::INJECTED ##[error]v1")
 
-json.dumps = dumps
+itertools.groupby = groupby
 """
 
 
 @pytest.fixture
 def broken(tmp_path: Path) -> dict[str, str]:
     """A real internal error: gradci's own code, a library it calls failing in a way it does not expect
-    (here json.dumps, broken by a sitecustomize; gradci's source untouched)."""
+    (here itertools.groupby, which the report uses, broken by a sitecustomize; gradci's source
+    untouched)."""
     shim = tmp_path / "shim"
     shim.mkdir()
-    (shim / "sitecustomize.py").write_text(BROKEN_JSON)
+    (shim / "sitecustomize.py").write_text(BROKEN_GROUPBY)
     save(tmp_path / "base.json", [result("a")])
     save(tmp_path / "head.json", [result("a", Outcome.FAILED)])
     return {"PYTHONPATH": str(shim)}
@@ -175,22 +176,22 @@ def test_internal_error_in_actions_logs_the_traceback_in_a_group(
     lines = done.stderr.splitlines()
     assert lines[0] == "::group::gradci: internal error traceback"
     assert lines[1] == "Traceback (most recent call last):"
-    assert any("gradci/commands.py" in line for line in lines)  # where it happened, in gradci
+    assert any("gradci/report.py" in line for line in lines)  # where it happened, in gradci
     assert lines[-2] == "::endgroup::"
     assert lines[-1] == (
-        "gradci: internal error: ValueError: broken json.dumps ::error::INJECTED ## [error]v1 "
+        "gradci: internal error: ValueError: broken groupby ::error::INJECTED ## [error]v1 "
         "(a bug in gradci; the traceback is in the log group above)"
     )
     # the exception's text is escaped in the traceback too: only the group's own commands remain
     assert commands(done.stderr) == ["::group::gradci: internal error traceback", "::endgroup::"]
-    assert not (tmp_path / "c.json").exists()
+    assert json.loads((tmp_path / "c.json").read_text())["counts"]["new_failure"] == 1  # written first
 
 
 def test_internal_error_outside_actions_is_one_line(tmp_path: Path, broken: dict[str, str]) -> None:
     done = gradci("compare", "base.json", "head.json", "--json", "c.json", cwd=tmp_path, env=broken)
     assert done.returncode == 70
     assert done.stderr == (
-        "gradci: internal error: ValueError: broken json.dumps ::error::INJECTED ## [error]v1 "
+        "gradci: internal error: ValueError: broken groupby ::error::INJECTED ## [error]v1 "
         "(set GRADCI_DEBUG=1 for the traceback)\n"
     )
     debug = gradci(
