@@ -209,6 +209,7 @@ class StepRun:
     with_: dict[str, str] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    env: dict[str, str] = field(default_factory=dict)  # the step process's whole environment
 
 
 @dataclass
@@ -286,6 +287,7 @@ def run_action(
             text=True,
             timeout=timeout,
         )
+        record.env = step_env
         record.returncode, record.stdout, record.stderr = done.returncode, done.stdout, done.stderr
         record.seconds = time.monotonic() - started
         record.outputs = read_outputs(output)
