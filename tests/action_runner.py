@@ -142,7 +142,8 @@ class _Parser:
 
 
 def _truthy(value: Any) -> bool:
-    return bool(value) and value != "false"
+    # GitHub's falsy values: false, 0, -0, '', null. The string 'false' (an input) is truthy there.
+    return not (value is None or value is False or value == "" or (type(value) is int and value == 0))
 
 
 def evaluate(text: str, contexts: dict[str, Any], status: str = "success") -> Any:
