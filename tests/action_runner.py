@@ -142,7 +142,8 @@ class _Parser:
 
 
 def _truthy(value: Any) -> bool:
-    return bool(value) and value != "false"
+    # GitHub's falsy values: false, 0, -0, '', null. The string 'false' (an input) is truthy there.
+    return not (value is None or value is False or value == "" or (type(value) is int and value == 0))
 
 
 def evaluate(text: str, contexts: dict[str, Any], status: str = "success") -> Any:
@@ -209,6 +210,7 @@ class StepRun:
     with_: dict[str, str] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    env: dict[str, str] = field(default_factory=dict)  # the step process's whole environment
 
 
 @dataclass
@@ -286,6 +288,7 @@ def run_action(
             text=True,
             timeout=timeout,
         )
+        record.env = step_env
         record.returncode, record.stdout, record.stderr = done.returncode, done.stdout, done.stderr
         record.seconds = time.monotonic() - started
         record.outputs = read_outputs(output)

@@ -54,17 +54,20 @@ op_db = [_op("mylib.scale", wrong_scale), _op("mylib.kept", good_scale)]
 """
 
 
-@pytest.fixture(scope="module")
-def action_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def copy_action(target: Path) -> Path:
     """The action as `uses: org/gradci@v1` checks it out: the repository's files."""
-    target = tmp_path_factory.mktemp("action") / "gradci"
-    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "build")
     target.mkdir()
     for name in ("action.yml", "pyproject.toml", "README.md"):
         shutil.copy2(REPO / name, target / name)
     for name in ("action", "src"):
         shutil.copytree(REPO / name, target / name, ignore=ignore)
     return target
+
+
+@pytest.fixture(scope="module")
+def action_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return copy_action(tmp_path_factory.mktemp("action") / "gradci")
 
 
 def _venv(path: Path, *site_dirs: str) -> Path:
@@ -130,9 +133,10 @@ def test_pull_request_run_checks_the_job_project_publishes_and_uploads(
         tmp_path,
     )
 
-    gradci_step = run.step("Run gradci")
     assert run.step("Install gradci").returncode == 0, run.log
-    assert gradci_step.returncode == 1, run.log  # a new failure fails the step (fail-on: new)
+    # a failing test is a result: the run step goes on to publish, which gives the verdict
+    assert run.step("Run gradci").returncode == 0, run.log
+    assert run.step("Publish").returncode == 1, run.log  # a new failure fails it (fail-on: new)
     assert run.status == "failure"
     outputs = run.outputs
     assert (outputs["new-failures"], outputs["total"], outputs["conclusion"]) == ("1", "2", "failure")
@@ -160,8 +164,9 @@ def test_pull_request_run_checks_the_job_project_publishes_and_uploads(
         "test_fn_grad_mylib_kept_cpu_float64": "passed",
     }
 
-    # the project's code never saw the token, and the log never shows it
+    # the project's code never saw the token, only the publish step had it, the log never shows it
     assert probe.read_text() == "none"
+    assert [s.name for s in run.steps if TOKEN in s.env.values()] == ["Publish"]
     assert TOKEN not in run.log
 
     # gradci ran from the action's own virtualenv, not from the job's environment
@@ -210,15 +215,18 @@ def test_workflow_run_publishes_a_forks_results_without_torch(
         tmp_path,
     )
 
-    assert run.step("Run gradci").returncode == 1, run.log
+    assert run.step("Run gradci").returncode == 0, run.log  # nothing to run
+    assert run.step("Publish").returncode == 1, run.log
     assert (run.outputs["new-failures"], run.outputs["conclusion"]) == ("1", "failure")
+    assert run.outputs["exit-code"] == "1"
     assert run.outputs["base-sha"] == master[1]
     [check] = repo.check_runs.values()
     assert (check.head_sha, check.conclusion) == (head, "failure")
     assert [c.issue for c in repo.comments.values()] == [2]
     assert not run.step("Upload the results artifact").ran  # nothing new to upload
     assert (sc.workspace / "gradci-results.json").is_file()
-    site = tmp_path / "runner-temp" / "gradci-venv" / "lib"
+    assert not (tmp_path / "runner-temp" / "gradci-venv").exists()  # only the publishing one
+    site = tmp_path / "runner-temp" / "gradci-publish-venv" / "lib"
     assert not list(site.glob("python*/site-packages/torch")), "publishing installed torch"
     assert TOKEN not in run.log
 
@@ -238,6 +246,7 @@ def test_bad_input_is_one_clear_error(
     assert step.returncode == 2
     assert "gradci: error: GRADCI_DEVICE: expected one of cpu, cuda, auto, got 'tpu'" in step.stderr
     assert run.outputs["exit-code"] == "2"
+    assert not run.step("Publish").ran  # exit code 2 stops the action
     assert not run.step("Upload the results artifact").ran
     assert scenario.repo.check_runs == {}  # nothing ran, nothing published
 
@@ -275,6 +284,8 @@ def test_shards_then_merge_and_publish_on_push(
         )
         # a failing test, but the verdict is the merge job's
         assert run.status == "success", run.log
+        assert not run.step("Publish").ran
+        assert run.outputs["exit-code"] == "0"  # fail-on: none
         assert run.outputs["artifact-name"] == f"gradci-results-cpu-shard-{k}-of-2"
         upload = run.step("Upload the results artifact").with_
         # what actions/download-artifact puts in shards/<artifact name>/
@@ -291,7 +302,8 @@ def test_shards_then_merge_and_publish_on_push(
         sc.workspace,
         tmp_path / "merge",
     )
-    assert merged.step("Run gradci").returncode == 1, merged.log
+    assert merged.step("Run gradci").returncode == 0, merged.log
+    assert merged.step("Publish").returncode == 1, merged.log
     assert (merged.outputs["total"], merged.outputs["new-failures"]) == ("2", "1")
     assert merged.outputs["artifact-name"] == "gradci-results-cpu"  # the base results of later PRs
     [check] = sc.repo.check_runs.values()

@@ -187,14 +187,14 @@ def _release_tags(script: str, tag: str, variant: str) -> list[str]:
 # --- action.yml in step with gradci -------------------------------------------------------------
 
 
-def _run_step() -> dict[str, Any]:
-    [step] = [s for s in _action()["runs"]["steps"] if s.get("id") == "gradci"]
-    return step
+def _gradci_steps() -> list[dict[str, Any]]:
+    """The steps that source action/settings.sh: run, publish, name the artifact."""
+    return [s for s in _action()["runs"]["steps"] if s.get("id") in ("gradci", "publish", "artifact")]
 
 
 def _exported_settings() -> list[str]:
-    """The settings action/run.sh turns from IN_X into GRADCI_X."""
-    script = (REPO / "action" / "run.sh").read_text()
+    """The settings action/settings.sh turns from IN_X into GRADCI_X."""
+    script = (REPO / "action" / "settings.sh").read_text()
     match = re.search(r"for name in (.*?); do", script, re.S)
     assert match is not None
     return match.group(1).replace("\\", " ").split()
@@ -203,12 +203,14 @@ def _exported_settings() -> list[str]:
 def test_every_option_is_an_input_and_reaches_gradci() -> None:
     exported = _exported_settings()
     inputs = _action()["inputs"]
-    env = _run_step()["env"]
-    # run.sh exports real settings only, each from its input
+    steps = _gradci_steps()
+    assert len(steps) == 3
+    # settings.sh exports real settings only, each from its input, in some step
     assert {name.lower() for name in exported} <= set(PARSERS)
     for name in exported:
         key = name.lower().replace("_", "-")
-        assert env[f"IN_{name}"] == f"${{{{ inputs.{key} }}}}", name
+        given = [s["env"][f"IN_{name}"] for s in steps if f"IN_{name}" in s["env"]]
+        assert given and set(given) == {f"${{{{ inputs.{key} }}}}"}, name
         assert inputs[key]["default"] == "", f"{key}: an empty default leaves the project's config in force"
     # every setting a workflow can use is an input
     missing = set(PARSERS) - NOT_INPUTS - {n.lower() for n in exported}
@@ -228,6 +230,17 @@ def test_every_input_is_used_and_every_expression_is_supported() -> None:
     }
     for expression in re.findall(r"\$\{\{(.*?)\}\}", text):
         evaluate(expression, contexts)  # raises on what tests/action_runner.py cannot run
+
+
+def test_the_token_reaches_the_publish_step_only() -> None:
+    """The steps before it run the project's code, whose processes can read every ancestor's
+    initial environment (/proc/PID/environ): no token in theirs (tests/faults/test_token_leak.py)."""
+    for step in _action()["runs"]["steps"]:
+        given = [k for k, v in (step.get("env") or {}).items() if "inputs.token" in str(v)]
+        assert given == (["GITHUB_TOKEN"] if step.get("id") == "publish" else []), step.get("name")
+        assert "inputs.token" not in json.dumps(step.get("with") or {}), step.get("name")
+    publish = next(s for s in _action()["runs"]["steps"] if s.get("id") == "publish")
+    assert publish["run"] == '"$GITHUB_ACTION_PATH/action/publish.sh"'
 
 
 def test_readme_documents_every_input_output_and_build_argument() -> None:

@@ -275,19 +275,13 @@ def _add_publish(parser: argparse.ArgumentParser) -> None:
         dest="baseline_mode",
         choices=("artifact", "rerun", "none"),
         help="artifact = the base branch's results artifact at the merge base or before (default); "
-        "rerun = run the suite on the merge base in a git worktree; none = no comparison",
+        "rerun = the merge base's results that 'gradci baseline' made; none = no comparison",
     )
     base.add_argument(
         "--baseline-commits",
         dest="baseline_commits",
         metavar="N",
         help="base-branch commits searched for an artifact, from the merge base back (default: 20)",
-    )
-    base.add_argument(
-        "--baseline-setup",
-        dest="baseline_setup",
-        metavar="COMMAND",
-        help="shell command run in the base checkout before the rerun (e.g. 'pip install -e .')",
     )
     base.add_argument(
         "--artifact-name",
@@ -324,6 +318,51 @@ environment: GITHUB_TOKEN (or GH_TOKEN) and the GitHub Actions variables (GITHUB
 GITHUB_EVENT_NAME, GITHUB_EVENT_PATH, GITHUB_API_URL, GITHUB_STEP_SUMMARY, GITHUB_OUTPUT, ...).
 the token needs checks: write, pull-requests: write, actions: read; where it cannot write
 (a fork's pull request), annotations go to the log and the report to the job summary.
+"""
+
+
+def _cmd_baseline(args: argparse.Namespace) -> int:
+    from .github.rerun import prepare
+
+    return prepare(settings_from(args), args.results)
+
+
+def _add_baseline(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "results",
+        metavar="RESULTS_JSON",
+        type=Path,
+        nargs="?",
+        help="head results whose selection the base runs (default: --json, gradci-results.json)",
+    )
+    parser.add_argument(
+        "--baseline-mode",
+        dest="baseline_mode",
+        choices=("artifact", "rerun", "none"),
+        help="only rerun makes base results here; artifact and none leave nothing to do",
+    )
+    parser.add_argument(
+        "--baseline-setup",
+        dest="baseline_setup",
+        metavar="COMMAND",
+        help="shell command run in the base checkout first (e.g. 'pip install -e .')",
+    )
+    parser.add_argument("--json", metavar="PATH", help="default RESULTS_JSON (default: gradci-results.json)")
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        type=Path,
+        help="config file (default: .gradci.yml or [tool.gradci] in pyproject.toml)",
+    )
+
+
+BASELINE_EPILOG = """\
+writes gradci-base-results.json and gradci-baseline.json (which commit, or why none) beside
+RESULTS_JSON, for 'gradci publish --baseline-mode rerun'. Run it before publishing and without the
+token: it runs the base's code. The base commit comes from git and the GitHub event
+(GITHUB_EVENT_PATH): pull requests: the merge base of base.sha and head.sha; push: before; others:
+the merge base with the default branch, on it the commit before. A shallow clone is deepened with
+git fetch. Exit 0 also when no base results could be made (the record says why).
 """
 
 
@@ -444,6 +483,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     publishing.epilog = PUBLISH_EPILOG + EPILOG
     _add_publish(publishing)
+
+    baseline = command(
+        "baseline",
+        _cmd_baseline,
+        "in GitHub Actions, for --baseline-mode rerun: run the suite on the merge base in a git "
+        "worktree, for 'gradci publish' to compare with",
+    )
+    baseline.epilog = BASELINE_EPILOG + EPILOG
+    _add_baseline(baseline)
 
     merging = command("merge", _cmd_merge, "join the results of shards into one results file")
     merging.add_argument("files", metavar="RESULTS_JSON", type=Path, nargs="+", help="results to join")

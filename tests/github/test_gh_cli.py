@@ -122,7 +122,14 @@ def test_baseline_mode_rerun_runs_the_merge_base_in_a_worktree(github: FakeGitHu
     env = actions_env(sc, "pull_request", event)
     marker_file = tmp_path / "setup-ran"
     setup = f"{sys.executable} -c \"import os; open(r'{marker_file}', 'w').write(os.getcwd())\""
-    done = run_cli("publish", "--baseline-mode", "rerun", "--baseline-setup", setup, env=env, cwd=checkout)
+    # the base runs without the token; publishing compares with what it left
+    no_token = {k: v for k, v in env.items() if k != "GITHUB_TOKEN"}
+    based = run_cli(
+        "baseline", "--baseline-mode", "rerun", "--baseline-setup", setup, env=no_token, cwd=checkout
+    )
+    assert based.returncode == 0, based.stderr
+    assert f"base {base_sha[:10]}: run --device cpu" in based.stderr
+    done = run_cli("publish", "--baseline-mode", "rerun", env=env, cwd=checkout)
 
     assert done.returncode == 1, done.stderr
     outputs = read_outputs(Path(env["GITHUB_OUTPUT"]))
@@ -132,8 +139,8 @@ def test_baseline_mode_rerun_runs_the_merge_base_in_a_worktree(github: FakeGitHu
     assert run.output["title"] == "1 new failure"
     assert run.annotations[0]["title"] == "New failure: test_fn_grad_rerun_scale_cpu_float64 (op rerun.scale)"
     assert (run.annotations[0]["path"], run.annotations[0]["start_line"]) == ("rerun_ops.py", 4)
-    assert f"base {base_sha[:10]}: run --device cpu" in done.stderr
-    assert "baseline-mode rerun" in run.output["summary"]
+    assert f"base results: gradci run on {base_sha[:10]} (baseline-mode rerun)" in done.stderr
+    assert f"gradci run on {base_sha[:10]} (baseline-mode rerun)" in run.output["summary"]
     # the worktree is gone, the checkout untouched (still the head, no setup leftovers)
     assert git("worktree", "list", cwd=checkout).count("\n") == 0
     assert "gradci-base-" in marker_file.read_text()  # the setup command ran in the worktree

@@ -102,7 +102,7 @@ class Publisher:
             )
         head, results_file = self.head_results(results_path)
         ctx = self.context  # a workflow_run learns its pull request from the artifact
-        comparison = self.comparison(head)
+        comparison = self.comparison(head, results_file)
         fail = comparison.should_fail(self.settings.fail_on)
         conclusion = "failure" if fail else "success"
         headline = report.headline(head, comparison)
@@ -234,7 +234,7 @@ class Publisher:
             "publishing the check run only"
         )
 
-    def comparison(self, head: Results) -> comparing.Comparison:
+    def comparison(self, head: Results, results_file: Path | None = None) -> comparing.Comparison:
         settings = self.settings
         if settings.baseline is not None:
             base, problem = comparing.load_baseline(settings.baseline)
@@ -247,9 +247,14 @@ class Publisher:
                 None, head, baseline_problem="no comparison asked for (baseline-mode: none)"
             )
         if settings.baseline_mode == "rerun":
-            from .rerun import rerun_base
+            # made by `gradci baseline` without the token: publishing runs no repository code
+            from . import rerun
 
-            base, problem = rerun_base(self, head)
+            base, problem, sha = rerun.read(results_file, self.context)
+            if base is not None and sha is not None:
+                self.report.base_sha = sha
+                self.report.base_note = f"base results: gradci run on {sha[:10]} (baseline-mode rerun)"
+                self.info(self.report.base_note)
             return comparing.compare(base, head, baseline_problem=problem)
         base, problem = self.base_from_artifact(head)
         return comparing.compare(base, head, baseline_problem=problem)
