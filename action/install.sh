@@ -36,6 +36,23 @@ trap 'rm -rf "$wheels"' EXIT
 "${isolated[@]}" -m pip wheel --quiet --disable-pip-version-check --no-deps --wheel-dir "$wheels" "$package"
 wheel=("$wheels"/gradci-*.whl)
 "${isolated[@]}" "${pip[@]}" --no-deps "${wheel[0]}"
+
+# A torch outside what gradci supports would make pip replace it (several GB): say so instead.
+if [ "${IN_COMMAND:-run}" = run ]; then
+  torch_version=$("$python" -c 'import torch; print(torch.__version__)')
+  "${isolated[@]}" - "$torch_version" << 'PY' || exit 2
+import sys
+from importlib.metadata import requires
+from pip._vendor.packaging.requirements import Requirement
+have = sys.argv[1]
+for text in requires("gradci") or []:
+    requirement = Requirement(text)
+    if requirement.name == "torch" and not requirement.specifier.contains(have, prereleases=True):
+        print(f"::error title=gradci::the job's torch {have} is not one gradci supports (torch{requirement.specifier}): "
+              "install a supported torch before gradci, or check another one with scripts/parity.py (docs: supported torch)")
+        sys.exit(1)
+PY
+fi
 mapfile -t deps < <("${isolated[@]}" -c '
 import re
 from importlib.metadata import requires

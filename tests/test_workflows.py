@@ -30,7 +30,7 @@ SCRIPTS = [
 BIN = Path(sys.executable).parent
 # Settings a workflow has no use for as action inputs: progress is for terminals, image for
 # gradci container; json and junit are the inputs of those names, always set by the action.
-NOT_INPUTS = {"progress", "image", "json", "junit", "max_worker_restart"}
+NOT_INPUTS = {"progress", "image", "json", "junit"}
 
 
 def _tool(name: str) -> str:
