@@ -75,7 +75,7 @@ RUN --mount=type=bind,target=/context \
 # The sources are copied (so that a changed file invalidates the layer cache of every engine; a
 # mounted context would not) and removed with what pip builds in the same step.
 COPY pyproject.toml README.md /tmp/gradci/
-COPY src /tmp/gradci/src
+COPY gradci /tmp/gradci/gradci
 RUN --mount=type=bind,target=/context \
     set -eu; \
     if [ -n "$WHEELHOUSE" ]; then export PIP_NO_INDEX=1 PIP_FIND_LINKS="/context/$WHEELHOUSE"; fi; \

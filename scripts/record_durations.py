@@ -2,7 +2,7 @@
 """Turn a full-suite results JSON into gradci's shipped durations file.
 
     gradci run --json full.json            # the whole upstream suite, one thread per worker
-    python scripts/record_durations.py full.json   # writes src/gradci/data/durations-<device>.json
+    python scripts/record_durations.py full.json   # writes gradci/data/durations-<device>.json
 
 Only tests that take at least --min seconds are kept: shorter ones are scheduled first and dealt
 round-robin across shards, which costs nothing measurable.
@@ -14,7 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-DATA = Path(__file__).resolve().parents[1] / "src" / "gradci" / "data"
+DATA = Path(__file__).resolve().parents[1] / "gradci" / "data"
 
 
 def main() -> None:

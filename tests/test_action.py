@@ -60,7 +60,7 @@ def copy_action(target: Path) -> Path:
     target.mkdir()
     for name in ("action.yml", "pyproject.toml", "README.md"):
         shutil.copy2(REPO / name, target / name)
-    for name in ("action", "src"):
+    for name in ("action", "gradci"):
         shutil.copytree(REPO / name, target / name, ignore=ignore)
     return target
 

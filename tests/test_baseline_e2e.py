@@ -17,7 +17,7 @@ from gradci.options import resolve
 from gradci.results import load
 from gradci.session import load_durations
 
-SCHEMA = json.loads((REPO / "src/gradci/schemas/results-v2.schema.json").read_text())
+SCHEMA = json.loads((REPO / "gradci/schemas/results-v2.schema.json").read_text())
 EXTENSION = REPO / "examples" / "extension"
 
 

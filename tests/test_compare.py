@@ -17,7 +17,7 @@ from gradci.results import Outcome
 
 P, F, E, S, X, XP = "passed", "failed", "error", "skipped", "xfailed", "xpassed"
 FLAKY = "flaky"  # passed after a failed first try
-COMPARISON_SCHEMA = json.loads((REPO / "src/gradci/schemas/comparison-v1.schema.json").read_text())
+COMPARISON_SCHEMA = json.loads((REPO / "gradci/schemas/comparison-v1.schema.json").read_text())
 
 # (base, head, category): None for "absent" and for "unchanged".
 CASES = [

@@ -16,7 +16,7 @@ from results_factory import result, results, save, tid
 from gradci.errors import ResultsFileError
 from gradci.merge import merge
 
-SCHEMA = json.loads((REPO / "src/gradci/schemas/results-v2.schema.json").read_text())
+SCHEMA = json.loads((REPO / "gradci/schemas/results-v2.schema.json").read_text())
 XSD = Path(os.environ.get("GRADCI_JUNIT_XSD", REPO.parent / "shared" / "junit" / "junit-10.xsd"))
 
 

@@ -14,7 +14,7 @@ from lxml import etree
 from gradci import results as results_model
 from gradci.errors import ResultsFileError
 
-SCHEMA = REPO / "src" / "gradci" / "schemas" / "results-v2.schema.json"
+SCHEMA = REPO / "gradci" / "schemas" / "results-v2.schema.json"
 XSD = Path(
     __import__("os").environ.get("GRADCI_JUNIT_XSD", REPO.parent / "shared" / "junit" / "junit-10.xsd")
 )

@@ -169,8 +169,8 @@ def _release_tags(script: str, tag: str, variant: str) -> list[str]:
 
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
-        (root / "src" / "gradci").mkdir(parents=True)
-        (root / "src" / "gradci" / "__init__.py").write_text(f'__version__ = "{tag[1:]}"\n')
+        (root / "gradci").mkdir(parents=True)
+        (root / "gradci" / "__init__.py").write_text(f'__version__ = "{tag[1:]}"\n')
         output = root / "output"
         done = subprocess.run(
             ["bash", "-eo", "pipefail", "-c", script],
