@@ -18,15 +18,7 @@ from typing import Any
 
 from .checks import USER_DB
 from .errors import SelectionError
-
-
-@dataclass(frozen=True)
-class Location:
-    file: str  # relative to the repository root when the file is inside it, else absolute
-    line: int
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}"
+from .locate import Location, locate_opinfos
 
 
 @dataclass(frozen=True)
@@ -118,8 +110,6 @@ def load_op_module(reference: str, *, root: Path | None = None) -> list[OpEntry]
             raise SelectionError(
                 f"op module {reference!r}: {attribute}[{index}] is a {type(op).__name__}, not an OpInfo"
             )
-    from .locate import locate_opinfos
-
     locations = locate_opinfos(module, ops, root=root)
     return [
         OpEntry(mark_user_op(op), USER_DB, origin=reference, location=loc)

@@ -12,12 +12,20 @@ import inspect
 import os
 import subprocess
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from .catalog import Location
+
+@dataclass(frozen=True)
+class Location:
+    file: str  # relative to the repository root when the file is inside it, else absolute
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
 
 
 @lru_cache(maxsize=1)

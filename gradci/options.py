@@ -17,7 +17,7 @@ from typing import Any
 
 from .allocator import CHOICES as ALLOCATORS
 from .checks import CHECK_NAMES, DTYPE_NAMES
-from .errors import ConfigError
+from .errors import ConfigError, SpecError
 from .plan import Shard, parse_checks, parse_dtypes
 
 if sys.version_info >= (3, 11):
@@ -26,6 +26,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 CONFIG_FILES = (".gradci.yml", ".gradci.yaml")
+SPEC_FILES = ("gradci-ops.yml", "gradci-ops.yaml")
 ENV_PREFIX = "GRADCI_"
 
 
@@ -273,6 +274,16 @@ def env_of(name: str) -> str:
     return ENV_PREFIX + name.upper()
 
 
+def find_spec(directory: Path) -> Path | None:
+    """The spec in a project directory, if there is one (``--spec`` names another)."""
+    found = [name for name in SPEC_FILES if (directory / name).is_file()]
+    if len(found) > 1:
+        raise SpecError(f"both {found[0]} and {found[1]} are here", hint="keep one of them")
+    if not found:
+        return None
+    return Path(found[0]) if directory.resolve() == Path.cwd().resolve() else directory / found[0]
+
+
 def find_config(directory: Path) -> tuple[Path, dict[str, Any]] | None:
     """The project's gradci configuration: ``.gradci.yml`` or ``[tool.gradci]`` in pyproject.toml."""
     found: list[tuple[Path, dict[str, Any]]] = []
@@ -353,8 +364,6 @@ def resolve(
         if raw is not None:
             values[name] = PARSERS[name](raw, "--" + key_of(name))
     if "spec" not in values:  # not named anywhere: the project's gradci-ops.yml, if it has one
-        from .spec import find_spec
-
         values["spec"] = find_spec(directory or Path.cwd())
     return Settings(**values)
 

@@ -11,9 +11,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .catalog import Location, OpEntry
+from .catalog import OpEntry
 from .checks import BY_NAME, CHECK_NAMES, CHECKS, DTYPE_NAMES
 from .errors import ConfigError, SelectionError
+from .locate import Location
 
 _METHOD_OF = {c.name: c.method for c in CHECKS}
 _CHECK_OF = {c.method: c.name for c in CHECKS}

@@ -21,8 +21,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from .catalog import Location
 from .errors import ResultsFileError
+from .locate import Location
 
 SCHEMA_NAME = "gradci.results"
 SCHEMA_VERSION = 2  # 2: non-finite numbers as "NaN", "Infinity", "-Infinity"

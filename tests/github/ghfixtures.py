@@ -15,8 +15,8 @@ import pytest
 from ghfake import FakeGitHub, Pull, Repo, fake_sha, payload
 
 from gradci import cli
-from gradci.catalog import Location
 from gradci.github import client
+from gradci.locate import Location
 from gradci.results import Mismatch, Outcome, Results, RunInfo, TestResult
 
 TOKEN = "ghs_" + "Zq3" * 12  # shaped like an installation token, so a leak would look like one

@@ -12,10 +12,10 @@ import pytest
 from ghfake import make_zip, payload
 from ghfixtures import ops_results, read_outputs, result
 
-from gradci.catalog import Location
 from gradci.compare import compare
 from gradci.errors import UsageError
 from gradci.github import artifacts, check_run, client, context, runner_files
+from gradci.locate import Location
 from gradci.results import Outcome
 
 # --- context -------------------------------------------------------------------------------------

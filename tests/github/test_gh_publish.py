@@ -26,8 +26,8 @@ from ghfixtures import (  # noqa: F401 - fixtures
     write_results,
 )
 
-from gradci.catalog import Location
 from gradci.github.comment import marker
+from gradci.locate import Location
 from gradci.results import Outcome
 
 OPS = ["alpha", "beta", "gamma", "delta"]

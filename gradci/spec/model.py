@@ -1,0 +1,177 @@
+"""What a spec says, parsed: its operators, samples, tensors, skips and xfails (no torch import
+here; tensors are made when a test asks for its samples)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Value domains of generated tensors, as (low, high, random sign). The margin around 0 keeps
+# finite differences (gradcheck's eps is 1e-6) away from singularities and kinks there.
+DOMAINS: Mapping[str, tuple[float | None, float | None, bool]] = {
+    "any": (None, None, False),  # make_tensor's default: [-9, 9] for floating point
+    "positive": (0.1, 9.0, False),
+    "negative": (-9.0, -0.1, False),
+    "nonzero": (0.1, 9.0, True),  # |x| in [0.1, 9], either sign
+}
+# Tensor dtypes a sample may give explicitly (an index tensor, say); checks run in DTYPE_NAMES.
+TENSOR_DTYPES = (
+    "float64",
+    "complex128",
+    "float32",
+    "complex64",
+    "float16",
+    "bfloat16",
+    "int64",
+    "int32",
+    "int16",
+    "int8",
+    "uint8",
+    "bool",
+)
+GRAD_DTYPES = frozenset({"float64", "complex128", "float32", "complex64", "float16", "bfloat16"})
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A tensor a sample creates afresh each time: random by ``shape``, or literal ``values``."""
+
+    shape: tuple[int, ...] | None = None
+    values: Any = None  # nested lists of numbers
+    requires_grad: bool | None = None  # None: True where the dtype can require grad
+    low: float | None = None
+    high: float | None = None
+    random_sign: bool = False
+    dtype: str | None = None  # None: the dtype under test
+    noncontiguous: bool = False
+
+    def wants_grad(self, dtype: str) -> bool:
+        own = self.dtype or dtype
+        return own in GRAD_DTYPES and self.requires_grad is not False
+
+    def make(self, device: Any, dtype: Any, requires_grad: bool) -> Any:
+        import torch
+        from torch.testing import make_tensor
+        from torch.testing._internal.common_utils import noncontiguous_like
+
+        own = getattr(torch, self.dtype) if self.dtype else dtype
+        if self.values is not None:
+            tensor = torch.tensor(self.values, dtype=own, device=device)
+        else:
+            assert self.shape is not None
+            tensor = make_tensor(self.shape, device=device, dtype=own, low=self.low, high=self.high)
+            if self.random_sign:
+                positive = make_tensor(self.shape, device=device, dtype=torch.bool)
+                tensor = torch.where(positive, tensor, -tensor)
+        if self.noncontiguous and tensor.numel() > 0:
+            tensor = noncontiguous_like(tensor)
+        grad = requires_grad and self.wants_grad(str(own).removeprefix("torch."))
+        return tensor.detach().requires_grad_(grad)
+
+
+Value = Any  # a TensorSpec, a scalar (bool, int, float, str, None), or a tuple of values (a list)
+
+
+def _make_value(value: Value, device: Any, dtype: Any, requires_grad: bool) -> Any:
+    if isinstance(value, TensorSpec):
+        return value.make(device, dtype, requires_grad)
+    if isinstance(value, tuple):
+        return [_make_value(v, device, dtype, requires_grad) for v in value]
+    return value
+
+
+def any_grad(value: Value, dtype: str) -> bool:
+    if isinstance(value, TensorSpec):
+        return value.wants_grad(dtype)
+    if isinstance(value, tuple):
+        return any(any_grad(v, dtype) for v in value)
+    return False
+
+
+@dataclass(frozen=True)
+class SampleSpec:
+    input: Value
+    args: tuple[Value, ...] = ()
+    kwargs: tuple[tuple[str, Value], ...] = ()
+    broadcasts_input: bool = False
+    line: int = 0
+
+    def values(self) -> Iterator[Value]:
+        yield self.input
+        yield from self.args
+        yield from (v for _, v in self.kwargs)
+
+
+@dataclass(frozen=True)
+class SpecSamples:
+    """An OpInfo ``sample_inputs_func`` over the samples written in the spec (fresh tensors per call)."""
+
+    samples: tuple[SampleSpec, ...]
+
+    def __call__(self, op: Any, device: Any, dtype: Any, requires_grad: bool, **kwargs: Any) -> Iterator[Any]:
+        from torch.testing._internal.opinfo.core import SampleInput
+
+        for sample in self.samples:
+
+            def make(value: Value) -> Any:
+                return _make_value(value, device, dtype, requires_grad)
+
+            yield SampleInput(
+                make(sample.input),
+                args=tuple(make(a) for a in sample.args),
+                kwargs={k: make(v) for k, v in sample.kwargs},
+                broadcasts_input=sample.broadcasts_input,
+            )
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """A ``skip`` or ``xfail`` of one check, with its reason, for some or all dtypes."""
+
+    check: str
+    reason: str
+    dtypes: tuple[str, ...] | None
+    line: int
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    index: int
+    line: int
+    name: str
+    op: str  # import path
+    variant: str = ""
+    inplace: str | None = None
+    dtypes: tuple[str, ...] = ("float64",)
+    samples: tuple[SampleSpec, ...] | str = ()  # or the import path of a sample function
+    supports_gradgrad: bool = True
+    supports_inplace_autograd: bool = True
+    atol: float | None = None
+    rtol: float | None = None
+    nondet_tol: float = 0.0
+    fast_mode: bool | None = None  # None: gradcheck's default (fast, unless the slow-gradcheck env)
+    check_batched_grad: bool | None = None
+    check_batched_gradgrad: bool | None = None
+    skips: tuple[Expectation, ...] = ()
+    xfails: tuple[Expectation, ...] = ()
+    lines: Mapping[str, int] = field(default_factory=dict)  # key -> line, for errors found later
+
+    @property
+    def key(self) -> str:
+        return f"ops[{self.index}]"
+
+    def line_of(self, key: str) -> int:
+        return self.lines.get(key, self.line)
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.name}.{self.variant}" if self.variant else self.name
+
+
+@dataclass(frozen=True)
+class Spec:
+    path: Path
+    imports: tuple[tuple[str, int], ...]
+    ops: tuple[OpSpec, ...]
