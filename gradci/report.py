@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
 
@@ -407,29 +407,45 @@ def _described_row(style: Style, describe: Callable[[TestResult], str]) -> Row:
     return row
 
 
-def _sections(style: Style, comparison: Comparison) -> list[tuple[int, Section]]:
-    """(fill priority, section), in display order."""
-    failure_columns = ["op", "check", "dtype", "sample", "max error / message", "repro"]
+@dataclass(frozen=True)
+class SectionKind:
+    """How one comparison category shows in the report. Its title is the category's label."""
+
+    emoji: str  # before the title, in Markdown
+    priority: int  # 1 gets the size budget first
+    column: str | None  # the last column of its table; None: the failure table (sample, error, repro)
+    collapsed: bool = False  # in a <details> block
+
+
+# Every section, in display order. Without base results, the first shows every failing test.
+SECTIONS: Mapping[Category, SectionKind] = {
+    Category.NEW_FAILURE: SectionKind("❌", 1, None),
+    Category.FLAKY: SectionKind("🔁", 2, "first try"),
+    Category.FIXED: SectionKind("✅", 3, "on base"),
+    Category.UNEXPECTED_PASS: SectionKind("❔", 5, "note"),
+    Category.STILL_FAILING: SectionKind("", 4, None, collapsed=True),
+    Category.NEW_TEST: SectionKind("", 6, "outcome", collapsed=True),
+    Category.REMOVED_TEST: SectionKind("", 7, "on base", collapsed=True),
+    Category.SKIP_CHANGED: SectionKind("", 8, "base → head", collapsed=True),
+}
+_FAILURE_COLUMNS = ("op", "check", "dtype", "sample", "max error / message", "repro")
+
+
+def _describers(comparison: Comparison) -> dict[Category, Callable[[TestResult], str]]:
+    """The last cell of a described row, per category."""
     bases = {c.id: c.base for changes in comparison.changes.values() for c in changes}
-
-    def tests(category: Category) -> list[TestResult]:
-        return [c.test for c in comparison.changes.get(category, ())]
-
-    def was(t: TestResult) -> TestResult | None:
-        return bases.get(t.id)
 
     def flaky(t: TestResult) -> str:
         first = _first_failure(t)
-        tries = len(t.attempts) + 1
         label = f" [{FAST_MODE_ONLY}]" if fast_mode_only(first) else ""
-        return f"{first.outcome.value}: {error_summary(first)}{label} (passed on try {tries})"
+        return f"{first.outcome.value}: {error_summary(first)}{label} (passed on try {len(t.attempts) + 1})"
 
     def fixed(t: TestResult) -> str:
-        base = was(t)
+        base = bases.get(t.id)
         return "" if base is None else f"was {base.outcome.value}: {error_summary(base)}"
 
     def unexpected(t: TestResult) -> str:
-        base = was(t)
+        base = bases.get(t.id)
         if comparison.base is None:
             return "expected to fail, passed"
         if base is None:
@@ -444,93 +460,42 @@ def _sections(style: Style, comparison: Comparison) -> list[tuple[int, Section]]
         return f"was {t.outcome.value}"
 
     def skip_changed(t: TestResult) -> str:
-        base = was(t)
+        base = bases.get(t.id)
         reason = f": {t.message}" if t.message and t.outcome is Outcome.SKIPPED else ""
         return f"{base.outcome.value if base else '?'} → {t.outcome.value}{reason}"
 
-    def described(name: str) -> list[str]:
-        return ["op", "check", "dtype", name]
+    return {
+        Category.FLAKY: flaky,
+        Category.FIXED: fixed,
+        Category.UNEXPECTED_PASS: unexpected,
+        Category.NEW_TEST: new_test,
+        Category.REMOVED_TEST: removed,
+        Category.SKIP_CHANGED: skip_changed,
+    }
 
-    md = style.markdown
+
+def _sections(style: Style, comparison: Comparison) -> list[tuple[int, Section]]:
+    """(fill priority, section), in display order."""
+    describers = _describers(comparison)
     out: list[tuple[int, Section]] = []
-    plan: list[tuple[int, str, Sequence[str], list[TestResult], Row, bool]] = []
-    if comparison.base is not None:
-        plan += [
-            (
-                1,
-                "❌ New failures" if md else "New failures",
-                failure_columns,
-                tests(Category.NEW_FAILURE),
-                _failure_row(style),
-                False,
-            ),
-        ]
-    else:
-        failing = [t for t in comparison.head.tests if t.outcome in (Outcome.FAILED, Outcome.ERROR)]
-        plan += [
-            (1, "❌ Failures" if md else "Failures", failure_columns, failing, _failure_row(style), False)
-        ]
-    plan += [
-        (
-            2,
-            "🔁 Flaky" if md else "Flaky",
-            described("first try"),
-            tests(Category.FLAKY),
-            _described_row(style, flaky),
-            False,
-        ),
-        (
-            3,
-            "✅ Fixed" if md else "Fixed",
-            described("on base"),
-            tests(Category.FIXED),
-            _described_row(style, fixed),
-            False,
-        ),
-        (
-            5,
-            "❔ Unexpected passes" if md else "Unexpected passes",
-            described("note"),
-            tests(Category.UNEXPECTED_PASS),
-            _described_row(style, unexpected),
-            False,
-        ),
-        (
-            4,
-            "Still failing on base",
-            failure_columns,
-            tests(Category.STILL_FAILING),
-            _failure_row(style),
-            True,
-        ),
-        (
-            6,
-            "New tests",
-            described("outcome"),
-            tests(Category.NEW_TEST),
-            _described_row(style, new_test),
-            True,
-        ),
-        (
-            7,
-            "Removed tests",
-            described("on base"),
-            tests(Category.REMOVED_TEST),
-            _described_row(style, removed),
-            True,
-        ),
-        (
-            8,
-            "Skip-status changes",
-            described("base → head"),
-            tests(Category.SKIP_CHANGED),
-            _described_row(style, skip_changed),
-            True,
-        ),
-    ]
-    for priority, name, columns, members, row, collapsed in plan:
-        if members:
-            out.append((priority, _section(style, name, columns, members, row, collapsed=collapsed)))
+    for category, kind in SECTIONS.items():
+        members = [c.test for c in comparison.changes.get(category, ())]
+        label = category.label
+        if category is Category.NEW_FAILURE and comparison.base is None:
+            members = [t for t in comparison.head.tests if t.outcome in (Outcome.FAILED, Outcome.ERROR)]
+            label = "failures"
+        if not members:
+            continue
+        title = label[:1].upper() + label[1:]
+        if style.markdown and kind.emoji:
+            title = f"{kind.emoji} {title}"
+        if kind.column is None:
+            columns: Sequence[str] = _FAILURE_COLUMNS
+            row = _failure_row(style)
+        else:
+            columns = ("op", "check", "dtype", kind.column)
+            row = _described_row(style, describers[category])
+        out.append((kind.priority, _section(style, title, columns, members, row, collapsed=kind.collapsed)))
     return out
 
 
