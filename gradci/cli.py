@@ -575,7 +575,7 @@ def _output_closed(command: str) -> int:
 
 
 def _internal_error(exc: Exception) -> None:
-    from .github.runner_files import end_group, escape_workflow_commands, log_line, start_group
+    from .github.workflow_commands import end_group, escape_workflow_commands, log_line, start_group
 
     message = log_line(f"gradci: internal error: {type(exc).__name__}: {exc}")
     if os.environ.get("GITHUB_ACTIONS") == "true":
@@ -597,7 +597,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(handler(args))
     except GradciError as exc:
-        from .github.runner_files import log_line
+        from .github.workflow_commands import log_line
 
         print(log_line(f"gradci: error: {exc}"), file=sys.stderr)
         for line in (exc.details or "").splitlines():

@@ -21,7 +21,6 @@ from .console import (
     Console,
     counted,
     describe_failure,
-    escape_workflow_commands,
     print_summary,
     summary_line,
     workers_and_threads,
@@ -34,6 +33,7 @@ from .errors import (
     SelectionError,
     UsageError,
 )
+from .github.workflow_commands import escape_workflow_commands
 from .options import Settings
 from .results import Outcome, Results, TestResult, dumps, make_folder, write_output
 

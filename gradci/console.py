@@ -3,7 +3,7 @@ in a log, and GitHub Actions log groups when ``GITHUB_ACTIONS=true``. All of it 
 stdout carries only what commands print as their output (ids, the final summary, reports).
 
 Text from tests (op names, messages, repro commands) passes ``escape_workflow_commands`` always,
-so that it cannot issue workflow commands in a log (github/runner_files.py). A reader that goes
+so that it cannot issue workflow commands in a log (github/workflow_commands.py). A reader that goes
 away (``gradci run | head``) silences that stream; the run goes on and writes its results.
 """
 
@@ -16,8 +16,7 @@ import time
 from collections.abc import Iterator
 from typing import IO, Protocol
 
-from .github.runner_files import end_group, start_group
-from .github.runner_files import escape_workflow_commands as escape_workflow_commands  # re-exported
+from .github.workflow_commands import end_group, escape_workflow_commands, start_group
 from .results import OUTCOME_ORDER, Outcome, Results, TestResult
 
 _PLAIN_INTERVAL = 15.0  # seconds between progress lines in a log

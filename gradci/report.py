@@ -28,7 +28,7 @@ from itertools import groupby
 
 from .compare import Category, Comparison, compare
 from .errors import ResultsFileError
-from .github.runner_files import LINE_BREAK, escape_workflow_commands
+from .github.workflow_commands import LINE_BREAK, escape_workflow_commands
 from .results import Mismatch, Outcome, Results, TestResult
 
 PR_COMMENT_LIMIT = 65_536

@@ -35,7 +35,7 @@ from gradci.errors import EXIT_OK, EXIT_TESTS_FAILED, GitHubError, ResultsFileEr
 from gradci.options import Settings
 from gradci.results import Results, load, write_atomic
 
-from . import artifacts, check_run, comment, runner_files
+from . import artifacts, check_run, comment, workflow_commands
 from .client import TOKEN_VARIABLES, Api, scrub
 from .context import PULL_REQUEST_EVENTS, from_environment
 
@@ -66,14 +66,14 @@ class Publisher:
 
     def info(self, text: str) -> None:
         # one line: names from events and artifacts must not start a workflow command of their own
-        text = runner_files.log_line(scrub(text, self.token))
+        text = workflow_commands.log_line(scrub(text, self.token))
         print(f"gradci publish: {text}", file=sys.stderr, flush=True)
 
     def warn(self, text: str) -> None:
-        text = runner_files.log_line(scrub(text, self.token))
+        text = workflow_commands.log_line(scrub(text, self.token))
         self.report.warnings.append(text)
         if self.in_actions:
-            print(runner_files.command("warning", text, {"title": "gradci publish"}), flush=True)
+            print(workflow_commands.command("warning", text, {"title": "gradci publish"}), flush=True)
         else:
             print(f"gradci publish: warning: {text}", file=sys.stderr, flush=True)
 
@@ -386,11 +386,11 @@ class Publisher:
             comparison, root=ctx.workspace, workflow_path=ctx.workflow_path, check_disk=True
         )
         shown = [
-            runner_files.LogAnnotation(a.message.split("\n", 1)[0][:1000], a.title, a.path, a.line)
+            workflow_commands.LogAnnotation(a.message.split("\n", 1)[0][:1000], a.title, a.path, a.line)
             for a in found
         ]
         if shown:
-            written = runner_files.error_annotations(shown, more=total - len(found))
+            written = workflow_commands.error_annotations(shown, more=total - len(found))
             self.report.published.append(f"{written} annotations in the log")
 
     def publish_comment(self, head: Results, comparison: comparing.Comparison) -> None:
@@ -413,12 +413,12 @@ class Publisher:
             self.info(f"no comment (comment-mode {mode}: nothing to report)")
 
     def job_summary(self, head: Results, comparison: comparing.Comparison) -> None:
-        room = runner_files.summary_room(environ=self.environ)
+        room = workflow_commands.summary_room(environ=self.environ)
         if room is None:
             return
         text = self.render(head, comparison, max(0, room - 1))
         try:
-            runner_files.append_summary(text, environ=self.environ)
+            workflow_commands.append_summary(text, environ=self.environ)
         except OSError as exc:
             self.warn(f"cannot write the job summary: {exc}")
             return
@@ -443,7 +443,7 @@ class Publisher:
             "base-sha": self.report.base_sha or "",
         }
         try:
-            runner_files.set_outputs(values, environ=self.environ)
+            workflow_commands.set_outputs(values, environ=self.environ)
         except OSError as exc:
             self.warn(f"cannot write the step outputs: {exc}")
 

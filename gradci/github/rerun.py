@@ -31,7 +31,7 @@ from gradci.errors import EXIT_OK, ResultsFileError, UsageError
 from gradci.options import Settings
 from gradci.results import Results, load, write_atomic
 
-from . import runner_files
+from . import workflow_commands
 from .client import TOKEN_VARIABLES
 from .context import PULL_REQUEST_EVENTS, Context, from_environment
 
@@ -181,7 +181,7 @@ def base_commit(ctx: Context, git: Git) -> str:
 def _say(text: str, *, warning: bool = False, environ: Mapping[str, str]) -> None:
     text = " ".join(text.splitlines())
     if warning and environ.get("GITHUB_ACTIONS") == "true":
-        print(runner_files.command("warning", text, {"title": "gradci baseline"}), flush=True)
+        print(workflow_commands.command("warning", text, {"title": "gradci baseline"}), flush=True)
     else:
         print(f"gradci baseline: {'warning: ' if warning else ''}{text}", file=sys.stderr, flush=True)
 

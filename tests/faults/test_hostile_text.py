@@ -22,8 +22,8 @@ from markdown_it import MarkdownIt
 from results_factory import result, results
 from runner_model import ICU, commands
 
-from gradci.github import runner_files
-from gradci.github.runner_files import escape_workflow_commands, log_line
+from gradci.github import workflow_commands
+from gradci.github.workflow_commands import escape_workflow_commands, log_line
 from gradci.report import clean, md_code, md_text, render
 from gradci.results import Outcome, Results
 
@@ -88,7 +88,7 @@ def test_lone_surrogates_do_not_break_printing() -> None:
 
 
 def test_gradci_own_commands_escape_their_data() -> None:
-    line = runner_files.command("error", "x\r::add-mask::y\n##[error]z", {"title": "t\r::e::"})
+    line = workflow_commands.command("error", "x\r::add-mask::y\n##[error]z", {"title": "t\r::e::"})
     assert "\r" not in line and "\n" not in line
     assert commands(line) == [line]  # one command, gradci's own, with the text inside its data
 

@@ -14,7 +14,7 @@ from ghfixtures import ops_results, read_outputs, result
 
 from gradci.compare import compare
 from gradci.errors import UsageError
-from gradci.github import artifacts, check_run, client, context, runner_files
+from gradci.github import artifacts, check_run, client, context, workflow_commands
 from gradci.locate import Location
 from gradci.results import Outcome
 
@@ -118,7 +118,7 @@ def test_context_needs_github_actions(tmp_path: Path) -> None:
 
 
 def test_workflow_command_escaping() -> None:
-    line = runner_files.command(
+    line = workflow_commands.command(
         "error",
         "50% off\r\nnext line ::warning::x",
         {"file": "dir,with:colons.py", "line": 3, "title": "a, b: c%"},
@@ -131,11 +131,11 @@ def test_workflow_command_escaping() -> None:
 
 def test_error_annotations_respect_githubs_ten_per_step() -> None:
     out = io.StringIO()
-    shown = [runner_files.LogAnnotation(f"m{i}", f"t{i}", "f.py", i + 1) for i in range(10)]
-    assert runner_files.error_annotations(shown, out=out) == 10
+    shown = [workflow_commands.LogAnnotation(f"m{i}", f"t{i}", "f.py", i + 1) for i in range(10)]
+    assert workflow_commands.error_annotations(shown, out=out) == 10
     assert "more" not in out.getvalue()
     out = io.StringIO()
-    assert runner_files.error_annotations(shown + shown[:2], more=5, out=out) == 10
+    assert workflow_commands.error_annotations(shown + shown[:2], more=5, out=out) == 10
     lines = out.getvalue().splitlines()
     assert lines[8].startswith("::error file=f.py,line=9,title=t8::m8")
     assert lines[9].startswith("::error title=gradci%3A 8 more::8 more not shown here")
@@ -145,18 +145,18 @@ def test_outputs_use_delimiters_safe_for_any_value(tmp_path: Path) -> None:
     output = tmp_path / "out"
     output.write_text("earlier=1\n")
     value = "two\nlines\nghadelimiter_x\nEOF"
-    assert runner_files.set_outputs({"a": value, "b": ""}, environ={"GITHUB_OUTPUT": str(output)})
+    assert workflow_commands.set_outputs({"a": value, "b": ""}, environ={"GITHUB_OUTPUT": str(output)})
     assert read_outputs(output) == {"earlier": "1", "a": value, "b": ""}
-    assert runner_files.set_outputs({"a": "1"}, environ={}) is False
+    assert workflow_commands.set_outputs({"a": "1"}, environ={}) is False
 
 
 def test_summary_room_counts_what_the_step_already_wrote(tmp_path: Path) -> None:
     summary = tmp_path / "summary.md"
     env = {"GITHUB_STEP_SUMMARY": str(summary)}
-    assert runner_files.summary_room(environ=env) == 1024 * 1024
-    runner_files.append_summary("é" * 10, environ=env)
-    assert runner_files.summary_room(environ=env) == 1024 * 1024 - 21
-    assert runner_files.summary_room(environ={}) is None
+    assert workflow_commands.summary_room(environ=env) == 1024 * 1024
+    workflow_commands.append_summary("é" * 10, environ=env)
+    assert workflow_commands.summary_room(environ=env) == 1024 * 1024 - 21
+    assert workflow_commands.summary_room(environ={}) is None
 
 
 # --- errors --------------------------------------------------------------------------------------
