@@ -8,7 +8,7 @@ that a crashing kernel cannot take gradci down, builds the samples and runs each
 reject a dtype the op cannot take and a sample without a tensor that requires grad before any test
 runs.
 
-The file format is documented in README.md ("Checking your own operators").
+The file format is documented in docs/own-operators.md#the-spec.
 """
 
 from __future__ import annotations
