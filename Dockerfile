@@ -43,7 +43,7 @@ RUN useradd --uid 1000 --user-group --no-log-init --home-dir /home/gradci --shel
     && install -d -m 1777 /home/gradci /work
 
 # jemalloc: `gradci run --allocator auto` preloads it into the test processes, which runs the checks
-# about 10% faster than glibc's malloc (README, Performance). Skipped when the base image has it,
+# about 10% faster than glibc's malloc (docs/performance.md). Skipped when the base image has it,
 # found as gradci finds it. Unpinned: the base image's distribution release fixes the version.
 # hadolint ignore=DL3008
 RUN set -eu; \

@@ -44,12 +44,13 @@ if [ "${IN_COMMAND:-run}" = run ]; then
 import sys
 from importlib.metadata import requires
 from pip._vendor.packaging.requirements import Requirement
+from gradci.docs import url
 have = sys.argv[1]
 for text in requires("gradci") or []:
     requirement = Requirement(text)
     if requirement.name == "torch" and not requirement.specifier.contains(have, prereleases=True):
         print(f"::error title=gradci::the job's torch {have} is not one gradci supports (torch{requirement.specifier}): "
-              "install a supported torch before gradci, or check another one with scripts/parity.py (docs: supported torch)")
+              f"install a supported torch before gradci, or check another one with scripts/parity.py ({url('supported-torch.md', 'checking-another-version')})")
         sys.exit(1)
 PY
 fi

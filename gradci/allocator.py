@@ -2,7 +2,7 @@
 
 gradcheck allocates and frees many small tensors; jemalloc and tcmalloc serve that pattern faster
 than glibc's malloc (PyTorch's CPU performance guide recommends either), about 10% of the full
-suite's wall time here (README, Performance). An allocator can only be chosen when a process
+suite's wall time here (docs/performance.md). An allocator can only be chosen when a process
 starts, so ``gradci run`` re-executes itself once, before importing torch, with the library in
 ``LD_PRELOAD``; the forked workers inherit it. Outcomes do not depend on it: arithmetic is the same.
 """

@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 from types import FrameType
 from typing import Any, BinaryIO
 
-from . import __version__
+from . import __version__, docs
 from .errors import EXIT_INTERRUPTED, ContainerError, UsageError
 
 REPOSITORY = "ghcr.io/gradci/gradci"
@@ -142,7 +142,7 @@ def _ensure_image(client: Any, image: str, pull: str) -> None:
     except APIError as exc:
         raise ContainerError(
             f"image {image} is not available and cannot be pulled: {_reason(exc)}",
-            hint="build it (see README, 'Container image') or pass --image",
+            hint=f"build it as {docs.url('container.md', 'building-it')} says, or pass --image",
         ) from None
 
 

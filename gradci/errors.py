@@ -3,7 +3,7 @@
 The CLI turns a ``GradciError`` into one line on stderr (``gradci: error: ...``) and exits with
 its ``exit_code``; nothing else in gradci prints a traceback for bad input.
 
-Exit codes (documented in README.md, section "Exit codes"):
+Exit codes (documented in docs/reliability.md#exit-codes):
 
 ==  =====================================================================
 0   success: every test passed, skipped or failed as expected

@@ -176,6 +176,7 @@ def test_pull_request_run_checks_the_job_project_publishes_and_uploads(
         capture_output=True,
         text=True,
         check=True,
+        cwd=tmp_path,  # not the repository root, whose gradci/ would shadow the installed one
     ).stdout.split()
     assert where[0].startswith(str(tmp_path / "runner-temp" / "gradci-venv"))
     assert where[1] == str(Path(sysconfig.get_paths()["purelib"]) / "torch" / "__init__.py")

@@ -1,5 +1,5 @@
 """The action, the workflows and the Dockerfile are linted (actionlint, zizmor, hadolint, shellcheck)
-and kept in step with gradci's options and the README."""
+and kept in step with gradci's options and the docs (docs/action.md, docs/container.md)."""
 
 from __future__ import annotations
 
@@ -243,13 +243,14 @@ def test_the_token_reaches_the_publish_step_only() -> None:
     assert publish["run"] == '"$GITHUB_ACTION_PATH/action/publish.sh"'
 
 
-def test_readme_documents_every_input_output_and_build_argument() -> None:
-    readme = (REPO / "README.md").read_text()
+def test_docs_document_every_input_output_and_build_argument() -> None:
+    action_page = (REPO / "docs" / "action.md").read_text()
     action = _action()
     for kind in ("inputs", "outputs"):
         for name in action[kind]:
-            assert f"| `{name}` |" in readme, f"README lacks the action {kind[:-1]} {name}"
+            assert f"| `{name}` |" in action_page, f"docs/action.md lacks the action {kind[:-1]} {name}"
+    container_page = (REPO / "docs" / "container.md").read_text()
     build_args = re.findall(r"^ARG (\w+)", (REPO / "Dockerfile").read_text(), re.M)
     assert build_args
     for arg in build_args:
-        assert f"`{arg}`" in readme, f"README lacks the build argument {arg}"
+        assert f"| `{arg}` |" in container_page, f"docs/container.md lacks the build argument {arg}"

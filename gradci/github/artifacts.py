@@ -1,6 +1,6 @@
 """Base results without re-running the base: workflow-run artifacts of the base branch.
 
-The convention (README, "Base results"):
+The convention (docs/publishing.md#base-results):
 
 * A run on the default branch (``push``, or ``workflow_dispatch``/``schedule`` there) uploads its
   results JSON with ``actions/upload-artifact`` as an artifact named ``gradci-results-<device>``
@@ -35,6 +35,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
+from gradci import docs
 from gradci.errors import GitHubError, ResultsFileError
 from gradci.results import parse
 
@@ -192,7 +193,7 @@ def find_base_artifact(
     if not has_artifacts_named(api, name):
         note = (
             f"no base results: {api.context.repository} has no artifact {name} at all; "
-            f"a run on {branch} uploads it (README: 'Base results')"
+            f"a run on {branch} uploads it ({docs.url('publishing.md', 'base-results')})"
         )
         return Search(None, merge_base_sha, None, 0, note)
     commits = [
@@ -253,7 +254,7 @@ def find_base_artifact(
         )
         note = (
             f"no base results: no unexpired artifact {name} from a run on {branch} for {whence}{more}"
-            f"{stopped}; a run on {branch} uploads it (README: 'Base results')"
+            f"{stopped}; a run on {branch} uploads it ({docs.url('publishing.md', 'base-results')})"
         )
     return Search(None, merge_base_sha, None, searched, note)
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from gradci import compare as comparing
-from gradci import report
+from gradci import docs, report
 from gradci.errors import EXIT_OK, EXIT_TESTS_FAILED, GitHubError, ResultsFileError
 from gradci.options import Settings
 from gradci.results import Results, load, write_atomic
@@ -112,7 +112,7 @@ class Publisher:
             self.report.skipped = (
                 "a pull_request run from a fork has a read-only token: no check run or comment "
                 "(GitHub would refuse both), log annotations and the job summary instead; "
-                "for both, the two-workflow pattern (README: 'Pull requests from forks')"
+                f"for both, the two-workflow pattern ({docs.url('publishing.md', 'pull-requests-from-forks')})"
             )
             self.info(self.report.skipped)
             wrote_check = False
@@ -374,7 +374,7 @@ class Publisher:
         if exc.status in (403, 404) and self.context.event_name == "pull_request":
             text += (
                 f"; a {what} on a pull request whose run has a read-only token (Dependabot's, by "
-                "default) needs the two-workflow pattern (README: 'Pull requests from forks')"
+                f"default) needs the two-workflow pattern ({docs.url('publishing.md', 'pull-requests-from-forks')})"
             )
         return text
 

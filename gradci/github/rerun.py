@@ -87,7 +87,7 @@ class Git:
         self.log = log
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        # no credential prompt: a private repository's fetch fails at once (README: checkout depth)
+        # no credential prompt: a private repository's fetch fails at once (docs/publishing.md#checkout-depth)
         env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
         return subprocess.run(
             ["git", *args], cwd=self.root, env=env, capture_output=True, text=True, timeout=600
@@ -153,7 +153,7 @@ def _first_line(text: str) -> str:
 
 
 def base_commit(ctx: Context, git: Git) -> str:
-    """The commit to compare with, as ``gradci publish`` picks it (README: the events table)."""
+    """The commit to compare with, as ``gradci publish`` picks it (docs/publishing.md#events)."""
     head = ctx.head_sha
     if ctx.event_name in PULL_REQUEST_EVENTS:
         base = ctx.base_sha

@@ -2,7 +2,7 @@
 
 ``parse`` reads and validates the file without importing torch (``model`` holds what it says);
 ``build`` imports what the spec names and builds one ``OpInfo`` per entry; ``probe`` runs each op
-once, in a forked child, before any test runs. The file format: docs, "Own operators and the spec".
+once, in a forked child, before any test runs. The file format: docs/own-operators.md#the-spec.
 """
 
 from .build import as_op, build_opinfo, load_spec, resolve_object

@@ -1,6 +1,6 @@
 """Faults inside the tests: ops that crash, exit, hang, spin, leave threads, flood their output,
 break gradci's channel or report NaN gradients. Each costs only its own test, reported as
-documented (README, "When things go wrong"); every other test's result is intact.
+documented (docs/reliability.md#when-things-go-wrong); every other test's result is intact.
 
 One run over ``gradci_faultops`` covers most faults; the ones that end a run (workers that die
 before they are ready) or need a limit get their own.

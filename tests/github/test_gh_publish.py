@@ -26,6 +26,7 @@ from ghfixtures import (  # noqa: F401 - fixtures
     write_results,
 )
 
+from gradci import docs
 from gradci.github.comment import marker
 from gradci.locate import Location
 from gradci.results import Outcome
@@ -190,7 +191,8 @@ def test_a_refused_write_on_a_same_repository_pull_request_is_one_warning_each(
     assert "cannot create the check run 'gradci': the token is not allowed to (403" in check
     assert "; a check run on a pull request whose run has a read-only token (Dependabot's" in check
     assert "; a comment on a pull request whose run has a read-only token (Dependabot's" in comment
-    assert all("two-workflow pattern (README: 'Pull requests from forks')" in w for w in (check, comment))
+    forks = docs.url("publishing.md", "pull-requests-from-forks")
+    assert all(f"two-workflow pattern ({forks})" in w for w in (check, comment))
     assert any(line.startswith("::error ") for line in done.stdout.splitlines())
     assert "## gradci: 1 new failure" in done.summary
     assert done.code == 1
