@@ -24,7 +24,7 @@ import json
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
@@ -37,32 +37,29 @@ from gradci.results import Results, load, write_atomic
 
 from . import artifacts, check_run, comment, workflow_commands
 from .client import TOKEN_VARIABLES, Api, scrub
-from .context import PULL_REQUEST_EVENTS, from_environment
+from .context import PULL_REQUEST_EVENTS, Context, from_environment
 
 
-@dataclass
-class Report:
-    """What was published where, for the log, the outputs and the exit code."""
+@dataclass(frozen=True)
+class Base:
+    """Base results, or why there are none: what every way of finding them gives."""
 
-    published: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    base_sha: str | None = None
-    base_note: str | None = None  # where the base results came from, for the reader
-    skipped: str | None = None  # why the check run and the comment were not tried
+    results: Results | None
+    problem: str | None = None  # why there are none, for the report
+    sha: str | None = None  # the commit they are of
+    note: str | None = None  # where they came from, for the reader
 
 
-class Publisher:
-    def __init__(self, settings: Settings, environ: Mapping[str, str] | None = None) -> None:
-        self.settings = settings
-        self.environ = os.environ if environ is None else environ
-        self.context = from_environment(self.environ)
-        self.in_actions = self.environ.get("GITHUB_ACTIONS") == "true"
-        token = next((self.environ[v] for v in TOKEN_VARIABLES if self.environ.get(v)), None)
+class Log:
+    """What publishing says (stderr; warnings as workflow commands in Actions, never the token)
+    and what it published, for the summary line and the exit code."""
+
+    def __init__(self, token: str | None, *, in_actions: bool) -> None:
         self.token = token
-        self.api = Api(self.context, token) if token else None
-        self.report = Report()
-
-    # -- logging: stderr, and as workflow commands where they become visible warnings --
+        self.in_actions = in_actions
+        self.published: list[str] = []
+        self.warnings: list[str] = []
+        self.skipped: str | None = None  # why the check run and the comment were not tried
 
     def info(self, text: str) -> None:
         # one line: names from events and artifacts must not start a workflow command of their own
@@ -71,11 +68,125 @@ class Publisher:
 
     def warn(self, text: str) -> None:
         text = workflow_commands.log_line(scrub(text, self.token))
-        self.report.warnings.append(text)
+        self.warnings.append(text)
         if self.in_actions:
             print(workflow_commands.command("warning", text, {"title": "gradci publish"}), flush=True)
         else:
             print(f"gradci publish: warning: {text}", file=sys.stderr, flush=True)
+
+
+# --- the head results: a file, or the triggering run's artifact -------------------------------------
+
+
+def head_results(
+    settings: Settings, ctx: Context, api: Api | None, log: Log, results_path: Path | None
+) -> tuple[Results, Path | None, Context]:
+    """The results to publish, where they are, and the context they belong to: a workflow_run of
+    a fork's pull request learns its pull request from the artifact (checked)."""
+    if ctx.event_name != "workflow_run":
+        path = results_path or settings.json or Path(artifacts.RESULTS_FILE)
+        return load(path), path, ctx
+    if api is None:
+        raise GitHubError("a workflow_run publisher needs a token (GITHUB_TOKEN) to download the results")
+    if ctx.triggering_run_id is None:
+        raise GitHubError("the workflow_run event names no run")
+    data, pr_file = _fetch_run_results(settings, api, log, ctx.triggering_run_id)
+    head = Results.from_json(data, source=f"the results artifact of run {ctx.triggering_run_id}")
+    target = results_path or settings.json
+    if target is not None:
+        head.save(target)  # as checked: strict JSON, whatever the artifact held
+    if ctx.triggering_event in PULL_REQUEST_EVENTS:
+        ctx = _resolve_pull_request(ctx, api, log, pr_file)
+    return head, target, ctx
+
+
+def _fetch_run_results(
+    settings: Settings, api: Api, log: Log, run_id: int
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    pattern = artifacts.artifact_name(settings.artifact_name, "*")
+    found = [
+        artifacts.Artifact.from_json(a)
+        for a in artifacts.run_artifacts(api, run_id)
+        if fnmatchcase(str(a.get("name")), pattern) and not a.get("expired")
+    ]
+    if not found:
+        raise GitHubError(
+            f"run {run_id} uploaded no artifact matching {pattern}",
+            hint="the pull_request workflow uploads gradci-results.json with actions/upload-artifact",
+        )
+    names = sorted({a.name for a in found})
+    if len(names) > 1:
+        raise GitHubError(
+            f"run {run_id} uploaded several results artifacts ({', '.join(names)})",
+            hint="set artifact-name to the one to publish, e.g. gradci-results-cuda",
+        )
+    chosen = found[0]
+    log.info(f"head results: artifact {chosen.name} of run {run_id}")
+    data = artifacts.download(api, chosen)
+    try:
+        return artifacts.read_archive(data, f"artifact {chosen.name} of run {run_id}", pr_file=True)
+    except ValueError as exc:
+        raise ResultsFileError(str(exc)) from None
+
+
+def _resolve_pull_request(ctx: Context, api: Api, log: Log, pr_file: dict[str, Any] | None) -> Context:
+    """A fork's workflow_run lists no pull request: take its number from the artifact, checked.
+
+    The artifact was written by pull-request code, so its number is only a hint: the pull
+    request must exist here and have exactly the head commit the triggering run tested.
+    """
+    candidates: list[int] = []
+    if ctx.pr_number is not None:
+        candidates.append(ctx.pr_number)
+    hinted = (pr_file or {}).get("number")
+    if isinstance(hinted, int) and not isinstance(hinted, bool) and hinted > 0:
+        candidates.append(hinted)
+    for number in candidates:
+        try:
+            pull = api.repo.get_pull(number)
+            head_sha, base_ref = api.call(
+                f"read pull request #{number}", functools.partial(_head_and_base, pull)
+            )
+        except GitHubError as exc:
+            log.warn(str(exc))
+            continue
+        if head_sha == ctx.head_sha:
+            return replace(ctx, pr_number=number, base_ref=base_ref)
+        log.info(f"pull request #{number} has head {head_sha[:10]}, not {ctx.head_sha[:10]}: not this run's")
+    if ctx.head_repository and ctx.head_ref:
+        owner = ctx.head_repository.split("/", 1)[0]
+        try:
+            for pull in api.iterate(
+                f"find the pull request of {owner}:{ctx.head_ref}",
+                api.repo.get_pulls(state="open", head=f"{owner}:{ctx.head_ref}"),
+                limit=10,
+            ):
+                if pull.head.sha == ctx.head_sha:
+                    return replace(ctx, pr_number=pull.number, base_ref=pull.base.ref)
+        except GitHubError as exc:
+            log.warn(str(exc))
+    log.warn(
+        f"no open pull request has head {ctx.head_sha[:10]} (pushed again since?): publishing the check run only"
+    )
+    return ctx
+
+
+# --- publishing -------------------------------------------------------------------------------------
+
+
+class Publisher:
+    """Publishes one run's results: ``Publisher(settings, context, api, log, environ)``, its API
+    client given (None without a token), as EnricoMi's publisher is given its GitHub client."""
+
+    def __init__(
+        self, settings: Settings, context: Context, api: Api | None, log: Log, environ: Mapping[str, str]
+    ) -> None:
+        self.settings = settings
+        self.context = context
+        self.api = api
+        self.log = log
+        self.environ = environ
+        self.in_actions = environ.get("GITHUB_ACTIONS") == "true"
 
     def reachable_api(self) -> Api | None:
         """The API, unless there is no token or GitHub was unreachable (said once already)."""
@@ -83,181 +194,69 @@ class Publisher:
             return None
         return self.api
 
-    # -- the steps --
-
-    def run(self, results_path: Path | None) -> int:
+    def run(self, head: Results, results_file: Path | None) -> int:
         ctx = self.context
-        what = (
-            f"pull request #{ctx.pr_number}"
-            if ctx.pr_number
-            else f"{ctx.event_name} on {ctx.head_ref or '?'}"
-        )
-        self.info(
-            f"{ctx.repository} {what}, commit {ctx.head_sha[:10]}" + (" (from a fork)" if ctx.fork else "")
-        )
-        if self.api is None:
-            self.warn(
-                "no token (GITHUB_TOKEN): no base results, check run or comment; "
-                "the job summary and log annotations only"
-            )
-        head, results_file = self.head_results(results_path)
-        ctx = self.context  # a workflow_run learns its pull request from the artifact
-        comparison = self.comparison(head, results_file)
+        base = self.find_base(head, results_file)
+        comparison = comparing.compare(base.results, head, baseline_problem=base.problem)
         fail = comparison.should_fail(self.settings.fail_on)
         conclusion = "failure" if fail else "success"
-        headline = report.headline(head, comparison)
-        self.info(f"{headline} -> {conclusion}")
+        self.log.info(f"{report.headline(head, comparison)} -> {conclusion}")
 
         if self.read_only_token():
-            self.report.skipped = (
+            self.log.skipped = (
                 "a pull_request run from a fork has a read-only token: no check run or comment "
                 "(GitHub would refuse both), log annotations and the job summary instead; "
                 f"for both, the two-workflow pattern ({docs.url('publishing.md', 'pull-requests-from-forks')})"
             )
-            self.info(self.report.skipped)
+            self.log.info(self.log.skipped)
             wrote_check = False
         else:
-            wrote_check = self.publish_check(head, comparison, conclusion)
+            wrote_check = self.publish_check(head, comparison, base, conclusion)
         if not wrote_check:
             self.log_annotations(comparison)
-        if self.report.skipped is None:
-            self.publish_comment(head, comparison)
-        self.job_summary(head, comparison)
-        self.outputs(head, comparison, conclusion, results_file)
+        if self.log.skipped is None:
+            self.publish_comment(head, comparison, base)
+        self.job_summary(head, comparison, base)
+        self.outputs(head, comparison, base, conclusion, results_file)
         if ctx.event_name in PULL_REQUEST_EVENTS:
             self.write_pr_file(results_file)
 
-        if not self.report.published:
-            reasons = self.report.warnings + ([self.report.skipped] if self.report.skipped else [])
+        if not self.log.published:
+            reasons = self.log.warnings + ([self.log.skipped] if self.log.skipped else [])
             raise GitHubError(
                 "nothing could be published: " + ("; ".join(reasons) or "no GitHub Actions run"),
                 hint="the results files are kept; see the warnings above",
             )
-        self.info("published: " + ", ".join(self.report.published))
+        self.log.info("published: " + ", ".join(self.log.published))
         if self.settings.baseline is not None:
             problem = comparing.problem_error(comparison)  # a base file the user named: as compare does
             if problem is not None:
                 raise problem
         return EXIT_TESTS_FAILED if fail else EXIT_OK
 
-    def head_results(self, results_path: Path | None) -> tuple[Results, Path | None]:
-        """The results to publish: the local file, or the triggering run's artifact."""
-        ctx = self.context
-        if ctx.event_name != "workflow_run":
-            path = results_path or self.settings.json or Path(artifacts.RESULTS_FILE)
-            return load(path), path
-        if self.api is None:
-            raise GitHubError("a workflow_run publisher needs a token (GITHUB_TOKEN) to download the results")
-        if ctx.triggering_run_id is None:
-            raise GitHubError("the workflow_run event names no run")
-        data, pr_file = self.fetch_run_results(ctx.triggering_run_id)
-        head = Results.from_json(data, source=f"the results artifact of run {ctx.triggering_run_id}")
-        target = results_path or self.settings.json
-        if target is not None:
-            head.save(target)  # as checked: strict JSON, whatever the artifact held
-        if ctx.triggering_event in PULL_REQUEST_EVENTS:
-            self.resolve_pull_request(pr_file)
-        return head, target
-
-    def fetch_run_results(self, run_id: int) -> tuple[dict[str, Any], dict[str, Any] | None]:
-        assert self.api is not None
-        template = self.settings.artifact_name
-        pattern = artifacts.artifact_name(template, "*")
-        found = [
-            artifacts.Artifact.from_json(a)
-            for a in artifacts.run_artifacts(self.api, run_id)
-            if fnmatchcase(str(a.get("name")), pattern) and not a.get("expired")
-        ]
-        if not found:
-            raise GitHubError(
-                f"run {run_id} uploaded no artifact matching {pattern}",
-                hint="the pull_request workflow uploads gradci-results.json with actions/upload-artifact",
-            )
-        names = sorted({a.name for a in found})
-        if len(names) > 1:
-            raise GitHubError(
-                f"run {run_id} uploaded several results artifacts ({', '.join(names)})",
-                hint="set artifact-name to the one to publish, e.g. gradci-results-cuda",
-            )
-        chosen = found[0]
-        self.info(f"head results: artifact {chosen.name} of run {run_id}")
-        data = artifacts.download(self.api, chosen)
-        try:
-            return artifacts.read_archive(data, f"artifact {chosen.name} of run {run_id}", pr_file=True)
-        except ValueError as exc:
-            raise ResultsFileError(str(exc)) from None
-
-    def resolve_pull_request(self, pr_file: dict[str, Any] | None) -> None:
-        """A fork's workflow_run lists no pull request: take its number from the artifact, checked.
-
-        The artifact was written by pull-request code, so its number is only a hint: the pull
-        request must exist here and have exactly the head commit the triggering run tested.
-        """
-        ctx = self.context
-        assert self.api is not None
-        candidates: list[int] = []
-        if ctx.pr_number is not None:
-            candidates.append(ctx.pr_number)
-        hinted = (pr_file or {}).get("number")
-        if isinstance(hinted, int) and not isinstance(hinted, bool) and hinted > 0:
-            candidates.append(hinted)
-        for number in candidates:
-            try:
-                pull = self.api.repo.get_pull(number)
-                head_sha, base_ref = self.api.call(
-                    f"read pull request #{number}", functools.partial(_head_and_base, pull)
-                )
-            except GitHubError as exc:
-                self.warn(str(exc))
-                continue
-            if head_sha == ctx.head_sha:
-                self.context = replace(ctx, pr_number=number, base_ref=base_ref)
-                return
-            self.info(
-                f"pull request #{number} has head {head_sha[:10]}, not {ctx.head_sha[:10]}: not this run's"
-            )
-        if ctx.head_repository and ctx.head_ref:
-            owner = ctx.head_repository.split("/", 1)[0]
-            try:
-                for pull in self.api.iterate(
-                    f"find the pull request of {owner}:{ctx.head_ref}",
-                    self.api.repo.get_pulls(state="open", head=f"{owner}:{ctx.head_ref}"),
-                    limit=10,
-                ):
-                    if pull.head.sha == ctx.head_sha:
-                        self.context = replace(ctx, pr_number=pull.number, base_ref=pull.base.ref)
-                        return
-            except GitHubError as exc:
-                self.warn(str(exc))
-        self.warn(
-            f"no open pull request has head {ctx.head_sha[:10]} (pushed again since?): "
-            "publishing the check run only"
-        )
-
-    def comparison(self, head: Results, results_file: Path | None = None) -> comparing.Comparison:
+    def find_base(self, head: Results, results_file: Path | None) -> Base:
+        """Base results as the settings say: a file, `gradci baseline`'s rerun, an artifact, or none."""
         settings = self.settings
         if settings.baseline is not None:
-            base, problem = comparing.load_baseline(settings.baseline)
-            if base is not None:
-                self.report.base_note = f"base results: {settings.baseline}"
-                self.info(self.report.base_note)
-            return comparing.compare(base, head, baseline_problem=problem)
+            results, problem = comparing.load_baseline(settings.baseline)
+            if results is None:
+                return Base(None, problem)
+            note = f"base results: {settings.baseline}"
+            self.log.info(note)
+            return Base(results, sha=results.run.git_sha, note=note)
         if settings.baseline_mode == "none":
-            return comparing.compare(
-                None, head, baseline_problem="no comparison asked for (baseline-mode: none)"
-            )
+            return Base(None, "no comparison asked for (baseline-mode: none)")
         if settings.baseline_mode == "rerun":
             # made by `gradci baseline` without the token: publishing runs no repository code
             from . import rerun
 
-            base, problem, sha = rerun.read(results_file, self.context)
-            if base is not None and sha is not None:
-                self.report.base_sha = sha
-                self.report.base_note = f"base results: gradci run on {sha[:10]} (baseline-mode rerun)"
-                self.info(self.report.base_note)
-            return comparing.compare(base, head, baseline_problem=problem)
-        base, problem = self.base_from_artifact(head)
-        return comparing.compare(base, head, baseline_problem=problem)
+            results, problem, sha = rerun.read(results_file, self.context)
+            if results is None or sha is None:
+                return Base(None, problem)
+            note = f"base results: gradci run on {sha[:10]} (baseline-mode rerun)"
+            self.log.info(note)
+            return Base(results, sha=sha, note=note)
+        return self.base_from_artifact(head)
 
     def base_commit(self) -> tuple[str | None, str | None, str | None]:
         """(branch, commit to search from, merge base) for this event; None where there is none."""
@@ -274,16 +273,16 @@ class Publisher:
             return branch, ctx.head_sha, None
         return branch, merge_base, merge_base
 
-    def base_from_artifact(self, head: Results) -> tuple[Results | None, str | None]:
+    def base_from_artifact(self, head: Results) -> Base:
         api = self.reachable_api()
         if api is None:
             why = "no token to look for them" if self.api is None else "GitHub is unreachable"
-            return None, f"no base results: {why}"
+            return Base(None, f"no base results: {why}")
         name = artifacts.artifact_name(self.settings.artifact_name, head.run.device)
         try:
             branch, start, merge_base = self.base_commit()
             if branch is None or start is None:
-                return None, "no base results: this event names no base branch"
+                return Base(None, "no base results: this event names no base branch")
             search = artifacts.find_base_artifact(
                 api,
                 name,
@@ -293,32 +292,28 @@ class Publisher:
                 skip=self.context.head_sha,
                 merge_base_sha=merge_base,
             )
-            self.info(search.note)
+            self.log.info(search.note)
             if search.artifact is None:
-                return None, search.note
+                return Base(None, search.note)
             data = artifacts.download(api, search.artifact)
         except GitHubError as exc:
-            self.warn(f"no base results: {exc}")
-            return None, f"no base results: {exc.message}"
+            self.log.warn(f"no base results: {exc}")
+            return Base(None, f"no base results: {exc.message}")
         source = f"artifact {name} of {search.artifact.head_sha[:10]}"
         try:
             parsed, _ = artifacts.read_archive(data, source)
-            base = Results.from_json(parsed, source=source)
-        except (ValueError, ResultsFileError, RecursionError) as exc:
+            results = Results.from_json(parsed, source=source)
+        except (ValueError, ResultsFileError) as exc:
             problem = f"base results unusable: {exc}"
-            if isinstance(exc, RecursionError):
-                problem = f"base results unusable: {source} is nested too deeply"
-            self.warn(f"{problem}; comparing with nothing")
-            return None, problem
-        self.report.base_sha = search.artifact.head_sha
-        self.report.base_note = search.note
-        return base, None
+            self.log.warn(f"{problem}; comparing with nothing")
+            return Base(None, problem)
+        return Base(results, sha=search.artifact.head_sha, note=search.note)
 
-    def render(self, head: Results, comparison: comparing.Comparison, budget: int) -> str:
+    def render(self, head: Results, comparison: comparing.Comparison, base: Base, budget: int) -> str:
         """The report within ``budget`` bytes, with a footer: where the base came from, the run."""
         parts = []
-        if self.report.base_note and comparison.base is not None:
-            parts.append(report.md_text(self.report.base_note))
+        if base.note and comparison.base is not None:
+            parts.append(report.md_text(base.note))
         if self.context.run_url:
             parts.append(f"[workflow run]({self.context.run_url})")
         footer = f"\n<sub>{' · '.join(parts)}</sub>\n" if parts else ""
@@ -328,7 +323,9 @@ class Publisher:
         )
         return text + footer if report.size(text + footer) <= budget else text
 
-    def publish_check(self, head: Results, comparison: comparing.Comparison, conclusion: str) -> bool:
+    def publish_check(
+        self, head: Results, comparison: comparing.Comparison, base: Base, conclusion: str
+    ) -> bool:
         api = self.reachable_api()
         if api is None:
             return False
@@ -344,7 +341,7 @@ class Publisher:
         if total > len(found):
             note = f"\n\n_Annotations show the first {len(found):,} of {total:,} failures._\n"
         name = self.settings.check_name
-        summary = self.render(head, comparison, check_run.SUMMARY_LIMIT - report.size(note))
+        summary = self.render(head, comparison, base, check_run.SUMMARY_LIMIT - report.size(note))
         try:
             done = check_run.publish(
                 api,
@@ -357,11 +354,11 @@ class Publisher:
                 details_url=ctx.run_url,
             )
         except GitHubError as exc:
-            self.warn(self._explain_write_failure("check run", exc))
+            self.log.warn(self._explain_write_failure("check run", exc))
             return False
         if done.warning:
-            self.warn(done.warning)
-        self.report.published.append(f"check run {name!r} ({done.annotations} annotations)")
+            self.log.warn(done.warning)
+        self.log.published.append(f"check run {name!r} ({done.annotations} annotations)")
         return True
 
     def read_only_token(self) -> bool:
@@ -391,9 +388,9 @@ class Publisher:
         ]
         if shown:
             written = workflow_commands.error_annotations(shown, more=total - len(found))
-            self.report.published.append(f"{written} annotations in the log")
+            self.log.published.append(f"{written} annotations in the log")
 
-    def publish_comment(self, head: Results, comparison: comparing.Comparison) -> None:
+    def publish_comment(self, head: Results, comparison: comparing.Comparison, base: Base) -> None:
         ctx = self.context
         mode = self.settings.comment_mode
         api = self.reachable_api()
@@ -401,31 +398,36 @@ class Publisher:
             return
         create = comment.wanted(mode, comparison)
         name = self.settings.check_name
-        body = self.render(head, comparison, comment.body_budget(name))
+        body = self.render(head, comparison, base, comment.body_budget(name))
         try:
             done = comment.upsert(api, ctx.pr_number, body, check_name=name, create=create)
         except GitHubError as exc:
-            self.warn(self._explain_write_failure("comment", exc))
+            self.log.warn(self._explain_write_failure("comment", exc))
             return
         if done.action != "skipped":
-            self.report.published.append(f"pull-request comment ({done.action})")
+            self.log.published.append(f"pull-request comment ({done.action})")
         else:
-            self.info(f"no comment (comment-mode {mode}: nothing to report)")
+            self.log.info(f"no comment (comment-mode {mode}: nothing to report)")
 
-    def job_summary(self, head: Results, comparison: comparing.Comparison) -> None:
+    def job_summary(self, head: Results, comparison: comparing.Comparison, base: Base) -> None:
         room = workflow_commands.summary_room(environ=self.environ)
         if room is None:
             return
-        text = self.render(head, comparison, max(0, room - 1))
+        text = self.render(head, comparison, base, max(0, room - 1))
         try:
             workflow_commands.append_summary(text, environ=self.environ)
         except OSError as exc:
-            self.warn(f"cannot write the job summary: {exc}")
+            self.log.warn(f"cannot write the job summary: {exc}")
             return
-        self.report.published.append("job summary")
+        self.log.published.append("job summary")
 
     def outputs(
-        self, head: Results, comparison: comparing.Comparison, conclusion: str, results_file: Path | None
+        self,
+        head: Results,
+        comparison: comparing.Comparison,
+        base: Base,
+        conclusion: str,
+        results_file: Path | None,
     ) -> None:
         C = comparing.Category
         compared = comparison.base is not None
@@ -440,12 +442,12 @@ class Publisher:
             "junit-xml": str(junit) if junit is not None and junit.is_file() else "",
             "conclusion": conclusion,
             "compared": "true" if compared else "false",
-            "base-sha": self.report.base_sha or "",
+            "base-sha": (base.sha or "") if comparison.base is not None else "",
         }
         try:
             workflow_commands.set_outputs(values, environ=self.environ)
         except OSError as exc:
-            self.warn(f"cannot write the step outputs: {exc}")
+            self.log.warn(f"cannot write the step outputs: {exc}")
 
     def write_pr_file(self, results_file: Path | None) -> None:
         """For a later workflow_run publisher: which pull request these results belong to."""
@@ -462,7 +464,7 @@ class Publisher:
         try:
             write_atomic(folder / artifacts.PR_FILE, json.dumps(data, indent=1) + "\n")
         except OSError as exc:
-            self.warn(f"cannot write {folder / artifacts.PR_FILE}: {exc}")
+            self.log.warn(f"cannot write {folder / artifacts.PR_FILE}: {exc}")
 
 
 def _head_and_base(pull: Any) -> tuple[str, str]:
@@ -470,9 +472,21 @@ def _head_and_base(pull: Any) -> tuple[str, str]:
 
 
 def publish(settings: Settings, results: Path | None, environ: Mapping[str, str] | None = None) -> int:
-    publisher = Publisher(settings, environ)
+    env = os.environ if environ is None else environ
+    ctx = from_environment(env)
+    token = next((env[v] for v in TOKEN_VARIABLES if env.get(v)), None)
+    log = Log(token, in_actions=env.get("GITHUB_ACTIONS") == "true")
+    what = f"pull request #{ctx.pr_number}" if ctx.pr_number else f"{ctx.event_name} on {ctx.head_ref or '?'}"
+    log.info(f"{ctx.repository} {what}, commit {ctx.head_sha[:10]}" + (" (from a fork)" if ctx.fork else ""))
+    api = Api(ctx, token) if token else None
+    if api is None:
+        log.warn(
+            "no token (GITHUB_TOKEN): no base results, check run or comment; "
+            "the job summary and log annotations only"
+        )
     try:
-        return publisher.run(results)
+        head, results_file, ctx = head_results(settings, ctx, api, log, results)
+        return Publisher(settings, ctx, api, log, env).run(head, results_file)
     finally:
-        if publisher.api is not None:
-            publisher.api.close()
+        if api is not None:
+            api.close()
