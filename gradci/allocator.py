@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import ConfigError
+from .options import ALLOCATORS
 
-CHOICES = ("auto", "system", "jemalloc", "tcmalloc")
 _LIBRARIES = {"jemalloc": ("jemalloc",), "tcmalloc": ("tcmalloc_minimal", "tcmalloc")}
 # Set in the re-executed process: which allocator it runs with ("system" when none was preloaded).
 ACTIVE = "GRADCI_ALLOCATOR_ACTIVE"
@@ -47,7 +47,7 @@ def library(choice: str) -> str | None:
         return found
     if not Path(choice).is_file():
         raise ConfigError(
-            f"allocator {choice!r}: expected {', '.join(CHOICES)} or the path of a malloc library"
+            f"allocator {choice!r}: expected {', '.join(ALLOCATORS)} or the path of a malloc library"
         )
     return str(Path(choice).resolve())
 

@@ -11,133 +11,41 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .checks import CHECK_NAMES, DTYPE_NAMES
+from . import __version__, container, options
 from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_OUTPUT_CLOSED, GradciError
-from .options import Settings, resolve
-
-FAIL_ON = ("new", "any", "none")  # as gradci.compare.FAIL_ON; kept here so --help imports no torch
+from .options import CONFIG_FILES, Resolved, Settings
 
 EPILOG = """\
 options come from (later wins): defaults, [tool.gradci] in pyproject.toml or .gradci.yml,
-GRADCI_* environment variables (GRADCI_WORKERS=4), then flags.
+GRADCI_* environment variables (GRADCI_WORKERS=4), then flags; 'gradci config' shows them.
 exit codes: 0 passed, 1 tests failed, 2 usage/config error, 3 bad results file,
 4 GitHub API error, 5 container error, 6 an output cannot be written, 7 workers cannot start,
 70 internal error, 130 interrupted, 141 the output's reader went away (0 for list and ops).
 """
 
 
-def _add_selection(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("what to check")
-    group.add_argument(
-        "--ops",
-        metavar="PATTERNS",
-        help="comma-separated globs over op names: 'add', 'linalg.*', 'div.trunc_rounding' (default: all)",
-    )
-    group.add_argument("--exclude", metavar="PATTERNS", help="globs of ops to leave out")
-    group.add_argument(
-        "--checks", metavar="LIST", help=f"checks to run (default: all): {','.join(CHECK_NAMES)}"
-    )
-    group.add_argument("--dtypes", metavar="LIST", help=f"dtypes (default: {','.join(DTYPE_NAMES)})")
-    group.add_argument("--device", choices=("cpu", "cuda", "auto"), help="device to test on (default: cpu)")
-    group.add_argument(
-        "--op-modules",
-        metavar="MODULES",
-        dest="op_modules",
-        help="modules exposing OpInfo lists: 'mypkg.gradci_ops' (attribute op_db) or 'mypkg.ops:MY_OPS'",
-    )
-    group.add_argument(
-        "--spec",
-        metavar="FILE",
-        help="the project's operators declared in YAML (default: gradci-ops.yml in the working "
-        "directory, if there; '' for none)",
-    )
-    group.add_argument(
-        "--upstream",
-        dest="upstream",
-        action="store_const",
-        const="true",
-        help="include PyTorch's op_db, hop_db, custom_op_db (default: only when no op "
-        "module or spec is given)",
-    )
-    group.add_argument(
-        "--no-upstream",
-        dest="upstream",
-        action="store_const",
-        const="false",
-        help="check only the project's own ops",
-    )
-    group.add_argument("--shard", metavar="K/N", help="run the K-th of N duration-balanced shards")
-    group.add_argument(
-        "--durations",
-        metavar="RESULTS_JSON",
-        type=Path,
-        help="earlier results whose test durations order the run and balance shards",
-    )
-    group.add_argument(
-        "--config",
-        metavar="FILE",
-        type=Path,
-        help="config file (default: .gradci.yml or [tool.gradci] in pyproject.toml)",
-    )
-
-
-def _add_run(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("how to run")
-    group.add_argument("--workers", metavar="N", help="worker processes (default: one per core)")
-    group.add_argument(
-        "--threads", metavar="N", help="torch intra-op threads per worker (default: cores/workers)"
-    )
-    group.add_argument(
-        "--timeout", metavar="SECONDS", help="per-test limit; a test past it is an error (default: 300)"
-    )
-    group.add_argument(
-        "--progress",
-        choices=("auto", "rich", "plain", "none"),
-        help="progress display (default: a bar on a terminal, lines in a log)",
-    )
-    group.add_argument(
-        "--allocator",
-        metavar="NAME",
-        help="malloc of the test processes: auto (jemalloc or tcmalloc when installed, else the "
-        "system's), system, jemalloc, tcmalloc, or a library path (default: auto; Linux only)",
-    )
-    group.add_argument(
-        "--reruns",
-        metavar="N",
-        help="re-run each failed or errored test up to N times, each in a fresh worker; "
-        "a test that then passes is flaky (default: 1; 0 for none)",
-    )
-    group.add_argument(
-        "--max-worker-restart",
-        dest="max_worker_restart",
-        metavar="N",
-        help="workers that die without running a test (a crash in their setup) are replaced up to N "
-        "times in all, then the run ends with exit code 7 (default: 4 per worker); a worker that "
-        "crashes in a test is always replaced, as that test is reported",
-    )
-    base = parser.add_argument_group("against the base branch")
-    base.add_argument(
-        "--baseline",
-        metavar="BASE_JSON",
-        help="base results: compare with them at the end (their durations also order the run)",
-    )
-    _add_fail_on(base)
-    out = parser.add_argument_group("results")
-    out.add_argument(
-        "--json", metavar="PATH", help="results JSON (default: gradci-results.json; '' for none)"
-    )
-    out.add_argument("--junit", metavar="PATH", help="JUnit XML (default: gradci-junit.xml; '' for none)")
-
-
-def _add_fail_on(group: argparse._ActionsContainer) -> None:
-    group.add_argument(
-        "--fail-on",
-        dest="fail_on",
-        choices=FAIL_ON,
-        help="exit code 1 on: new = a new failure (without base results: any failure), "
-        "any = any failing test, none = never (default: new)",
-    )
+def _add_settings(parser: argparse.ArgumentParser, command: str) -> None:
+    """The flags of the settings ``command`` takes, from the option table, under its headings."""
+    groups: dict[str | None, argparse._ActionsContainer] = {None: parser}
+    for option in options.for_command(command):
+        if option.group not in groups:
+            groups[option.group] = parser.add_argument_group(option.group)
+        help = option.help_text(command).replace("%", "%%")  # argparse formats help with %
+        if option.negatable:
+            groups[option.group].add_argument(
+                option.flag, dest=option.name, action=argparse.BooleanOptionalAction, help=help
+            )
+            continue
+        # Choices are checked by the option's parser, as in a config file: one line naming the flag.
+        metavar = "{" + ",".join(option.choices) + "}" if option.choices else option.metavar
+        groups[option.group].add_argument(option.flag, dest=option.name, metavar=metavar, help=help)
+    if command != "container":
+        parser.add_argument(
+            "--config",
+            metavar="FILE",
+            type=Path,
+            help=f"config file (default: {CONFIG_FILES[0]} or [tool.gradci] in pyproject.toml)",
+        )
 
 
 def _positive(text: str) -> int:
@@ -150,49 +58,23 @@ def _positive(text: str) -> int:
     return value
 
 
-_SETTING_FLAGS = (
-    "ops",
-    "exclude",
-    "checks",
-    "dtypes",
-    "device",
-    "op_modules",
-    "spec",
-    "upstream",
-    "shard",
-    "durations",
-    "workers",
-    "threads",
-    "timeout",
-    "reruns",
-    "max_worker_restart",
-    "allocator",
-    "baseline",
-    "fail_on",
-    "baseline_mode",
-    "baseline_commits",
-    "baseline_setup",
-    "artifact_name",
-    "check_name",
-    "comment_mode",
-    "progress",
-    "json",
-    "junit",
-)
+def resolved_from(args: argparse.Namespace) -> Resolved:
+    """The settings of the flags given (those of ``args.command``), the environment and the config."""
+    flags = {o.name: getattr(args, o.name, None) for o in options.for_command(args.command)}
+    return options.resolve_with_sources(flags, config=getattr(args, "config", None))
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
-    flags = {name: getattr(args, name) for name in _SETTING_FLAGS if getattr(args, name, None) is not None}
-    return resolve(flags, config=getattr(args, "config", None))
+    return resolved_from(args).settings
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from . import allocator, commands
 
-    settings = settings_from(args)
+    resolved = resolved_from(args)
     if args.from_command_line:  # never replace a process that called main() itself
-        allocator.reexec_with(settings.allocator, sys.argv[1:])
-    return commands.run(settings, sys.argv)
+        allocator.reexec_with(resolved.settings.allocator, sys.argv[1:])
+    return commands.run(resolved, sys.argv)
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -216,7 +98,7 @@ def _cmd_repro(args: argparse.Namespace) -> int:
 def _cmd_compare(args: argparse.Namespace) -> int:
     from . import commands
 
-    settings = resolve({"fail_on": args.fail_on}, config=args.config)
+    settings = settings_from(args)
     return commands.compare_files(
         args.base,
         args.head,
@@ -268,49 +150,7 @@ def _add_publish(parser: argparse.ArgumentParser) -> None:
         help="head results (default: --json, gradci-results.json; in a workflow_run: downloaded "
         "from the triggering run and written there)",
     )
-    base = parser.add_argument_group("base results")
-    base.add_argument("--baseline", metavar="BASE_JSON", help="compare with this file (no search)")
-    base.add_argument(
-        "--baseline-mode",
-        dest="baseline_mode",
-        choices=("artifact", "rerun", "none"),
-        help="artifact = the base branch's results artifact at the merge base or before (default); "
-        "rerun = the merge base's results that 'gradci baseline' made; none = no comparison",
-    )
-    base.add_argument(
-        "--baseline-commits",
-        dest="baseline_commits",
-        metavar="N",
-        help="base-branch commits searched for an artifact, from the merge base back (default: 20)",
-    )
-    base.add_argument(
-        "--artifact-name",
-        dest="artifact_name",
-        metavar="NAME",
-        help="results artifact name, {device} replaced (default: gradci-results-{device})",
-    )
-    _add_fail_on(base)
-    out = parser.add_argument_group("where to publish")
-    out.add_argument(
-        "--check-name", dest="check_name", metavar="NAME", help="check run name (default: gradci)"
-    )
-    out.add_argument(
-        "--comment-mode",
-        dest="comment_mode",
-        choices=("always", "changes", "failures", "off"),
-        help="when to write the pull-request comment (default: always); unless off, an existing one is "
-        "always updated",
-    )
-    out.add_argument("--json", metavar="PATH", help="default RESULTS_JSON (default: gradci-results.json)")
-    out.add_argument(
-        "--junit", metavar="PATH", help="JUnit XML named in the outputs (default: gradci-junit.xml)"
-    )
-    out.add_argument(
-        "--config",
-        metavar="FILE",
-        type=Path,
-        help="config file (default: .gradci.yml or [tool.gradci] in pyproject.toml)",
-    )
+    _add_settings(parser, "publish")
 
 
 PUBLISH_EPILOG = """\
@@ -335,25 +175,7 @@ def _add_baseline(parser: argparse.ArgumentParser) -> None:
         nargs="?",
         help="head results whose selection the base runs (default: --json, gradci-results.json)",
     )
-    parser.add_argument(
-        "--baseline-mode",
-        dest="baseline_mode",
-        choices=("artifact", "rerun", "none"),
-        help="only rerun makes base results here; artifact and none leave nothing to do",
-    )
-    parser.add_argument(
-        "--baseline-setup",
-        dest="baseline_setup",
-        metavar="COMMAND",
-        help="shell command run in the base checkout first (e.g. 'pip install -e .')",
-    )
-    parser.add_argument("--json", metavar="PATH", help="default RESULTS_JSON (default: gradci-results.json)")
-    parser.add_argument(
-        "--config",
-        metavar="FILE",
-        type=Path,
-        help="config file (default: .gradci.yml or [tool.gradci] in pyproject.toml)",
-    )
+    _add_settings(parser, "baseline")
 
 
 BASELINE_EPILOG = """\
@@ -366,22 +188,21 @@ git fetch. Exit 0 also when no base results could be made (the record says why).
 """
 
 
-def _cmd_container(args: argparse.Namespace) -> int:
-    from . import container
+def _cmd_config(args: argparse.Namespace) -> int:
+    from . import commands
 
-    settings = resolve({"image": args.image})
+    return commands.show_config(resolved_from(args))
+
+
+def _cmd_container(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
     return container.command(
         args.gradci_args, image=settings.image, gpus=args.gpus, pull=args.pull, user=args.user, env=args.env
     )
 
 
 def _add_container(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--image",
-        metavar="IMAGE",
-        help="image to run (default: ghcr.io/gradci/gradci:VERSION, or VERSION-cuda with --gpus; "
-        "also the 'image' option of the config file, GRADCI_IMAGE)",
-    )
+    _add_settings(parser, "container")
     parser.add_argument(
         "--gpus",
         action="store_true",
@@ -390,7 +211,7 @@ def _add_container(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--pull",
-        choices=("missing", "always", "never"),
+        choices=container.PULL_POLICIES,
         default="missing",
         help="pull the image: when not present (default), always, or never",
     )
@@ -440,19 +261,18 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     run = command("run", _cmd_run, "run the gradient checks and write JUnit XML and results JSON")
-    _add_selection(run)
-    _add_run(run)
+    _add_settings(run, "run")
 
     listing = command("list", _cmd_list, "print the test ids 'run' would execute, one per line")
-    _add_selection(listing)
+    _add_settings(listing, "list")
 
     ops = command("ops", _cmd_ops, "print the selected operators: name, database, definition")
-    _add_selection(ops)
+    _add_settings(ops, "ops")
 
     repro = command("repro", _cmd_repro, "re-run one test in this process with full output")
     repro.add_argument("test_id", metavar="TEST_ID", help="e.g. test_fn_grad_add_cpu_float64")
     repro.add_argument("--sample", type=int, metavar="N", help="only sample input N")
-    _add_selection(repro)
+    _add_settings(repro, "repro")
 
     comparing = command(
         "compare",
@@ -472,8 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     comparing.add_argument(
         "--max-chars", metavar="N", type=_positive, help="size limit of the Markdown report (UTF-8 bytes)"
     )
-    _add_fail_on(comparing)
-    comparing.add_argument("--config", metavar="FILE", type=Path, help="config file (for fail-on)")
+    _add_settings(comparing, "compare")
 
     publishing = command(
         "publish",
@@ -541,6 +360,14 @@ def build_parser() -> argparse.ArgumentParser:
             "run a gradci command in the gradci container image, on the current directory",
         )
     )
+
+    configuring = command(
+        "config",
+        _cmd_config,
+        "print the resolved settings, one per line as in .gradci.yml, each with where it comes from "
+        "(default, config file, GRADCI_* variable or flag)",
+    )
+    _add_settings(configuring, "config")
     return parser
 
 

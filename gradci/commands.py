@@ -1,4 +1,5 @@
-"""What each command does: ``run``, ``list``, ``ops``, ``repro``, ``compare``, ``merge``, ``report``.
+"""What each command does: ``run``, ``list``, ``ops``, ``repro``, ``compare``, ``merge``, ``report``,
+``config``.
 
 ``cli.py`` parses, these act.
 """
@@ -34,7 +35,7 @@ from .errors import (
     UsageError,
 )
 from .github.workflow_commands import escape_workflow_commands
-from .options import Settings
+from .options import CONFIG_FILES, Resolved, Settings, changed_line, config_lines
 from .results import Outcome, Results, TestResult, dumps, make_folder, write_output
 
 if TYPE_CHECKING:
@@ -127,9 +128,10 @@ def result_outputs(results: Results, json_path: Path | None, junit_path: Path | 
     return [(json_path, lambda: dumps(results.to_json())), (junit_path, lambda: junit.to_xml(results))]
 
 
-def run(settings: Settings, argv: Sequence[str]) -> int:
+def run(resolved: Resolved, argv: Sequence[str]) -> int:
     from .session import Session
 
+    settings = resolved.settings
     console = Console(settings.progress)
     check_outputs({"--json": settings.json, "--junit": settings.junit})
     session = Session.prepare(settings, argv)
@@ -144,6 +146,9 @@ def run(settings: Settings, argv: Sequence[str]) -> int:
         + (f", shard {settings.shard}" if settings.shard else "")
         + (f", malloc from {allocator.active()}" if allocator.active() != "system" else "")
     )
+    changed = changed_line(resolved, "run")  # one line; every setting: gradci config
+    if changed is not None:
+        console.info(changed)
     with _sigterm_as_interrupt():
         progress = console.progress(len(tests))
         try:
@@ -171,6 +176,21 @@ def run(settings: Settings, argv: Sequence[str]) -> int:
     if interrupted:
         return EXIT_INTERRUPTED
     return _verdict(session, results)
+
+
+def show_config(resolved: Resolved) -> int:
+    """``gradci config``: every setting as a line of .gradci.yml, with where its value comes from."""
+    config = resolved.config
+    lines = [
+        f"# gradci {__version__} settings; later sources win: default < config file < GRADCI_* < flag",
+        f"# config file: {config}"
+        if config is not None
+        else f"# config file: none ({' or '.join(CONFIG_FILES)}, or [tool.gradci] in pyproject.toml)",
+        *config_lines(resolved),
+    ]
+    # values may come from a pull request's files: they start no workflow command in a log
+    print("\n".join(escape_workflow_commands(line) for line in lines), flush=True)
+    return EXIT_OK
 
 
 def _rerun(session: Session, results: Results, console: Console) -> Exception | None:

@@ -32,11 +32,11 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ResultsFileError
+from .options import FAIL_ON
 from .results import Outcome, Results, TestResult, load, write_output
 
 COMPARISON_SCHEMA = "gradci.comparison"
 COMPARISON_VERSION = 1
-FAIL_ON = ("new", "any", "none")
 
 
 class Category(str, Enum):

@@ -1,22 +1,28 @@
 """Options, resolved in one place: defaults < config file < GRADCI_* environment < command-line flags.
 
-Every option has one name used everywhere: ``--op-modules`` on the command line, ``op-modules`` in
-``[tool.gradci]`` of pyproject.toml or in ``.gradci.yml``, ``GRADCI_OP_MODULES`` in the environment.
-The result is a typed, frozen ``Settings``; errors name the source of the bad value.
+``Settings`` is the one table of options: each field gives, besides its type and default, its
+parser (which checks the value), choices, --help text and metavar, and the commands that take it as
+a flag (``setting(...)``). From it come the flags and their --help (cli.py), the config-file keys
+and their validation, the ``GRADCI_*`` names, ``gradci config``, and the check that action.yml
+has an input for each (tests/test_workflows.py). One name everywhere: ``--op-modules`` on the
+command line, ``op-modules`` in ``[tool.gradci]`` of pyproject.toml or in ``.gradci.yml``,
+``GRADCI_OP_MODULES`` in the environment. Errors name the source of the bad value, and
+``Resolved`` says where each value came from.
 """
 
 from __future__ import annotations
 
 import difflib
+import json
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from .allocator import CHOICES as ALLOCATORS
-from .checks import CHECK_NAMES, DTYPE_NAMES
+from .checks import CHECK_NAMES, DTYPE_NAMES, UPSTREAM_DBS
 from .errors import ConfigError, SpecError
 from .plan import Shard, parse_checks, parse_dtypes
 
@@ -29,50 +35,24 @@ CONFIG_FILES = (".gradci.yml", ".gradci.yaml")
 SPEC_FILES = ("gradci-ops.yml", "gradci-ops.yaml")
 ENV_PREFIX = "GRADCI_"
 
+# Each list of choices, once; the modules that act on a choice import it from here.
+DEVICES = ("cpu", "cuda", "auto")
+PROGRESS_MODES = ("auto", "rich", "plain", "none")
+ALLOCATORS = ("auto", "system", "jemalloc", "tcmalloc")  # or the path of a malloc library
+FAIL_ON = ("new", "any", "none")
+BASELINE_MODES = ("artifact", "rerun", "none")
+COMMENT_MODES = ("always", "changes", "failures", "off")
 
-@dataclass(frozen=True)
-class Settings:
-    # what to test
-    ops: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
-    checks: tuple[str, ...] = CHECK_NAMES
-    dtypes: tuple[str, ...] = DTYPE_NAMES
-    device: str = "cpu"
-    upstream: bool | None = None  # None: upstream ops unless the project names its own ops
-    op_modules: tuple[str, ...] = ()
-    spec: Path | None = None
-    shard: Shard | None = None
-    # how to run
-    workers: int | None = None  # None: one per core
-    threads: int | None = None  # torch intra-op threads per worker; None: cores / workers
-    timeout: float = 300.0
-    durations: Path | None = None
-    reruns: int = 1  # re-runs of a failing test, each in a fresh worker; passing on one makes it flaky
-    max_worker_restart: int | None = None  # workers dying before a test, replaced; None: 4 per worker
-    allocator: str = "auto"  # malloc of the test processes: auto | system | jemalloc | tcmalloc | PATH
-    # against the base branch
-    baseline: Path | None = None  # base results: compared at the end; their durations order the run
-    fail_on: str = "new"  # new | any | none: what makes the exit code 1
-    # publishing to GitHub (gradci publish)
-    baseline_mode: str = "artifact"  # artifact | rerun | none: where base results come from
-    baseline_commits: int = 20  # commits of the base branch searched for a results artifact
-    baseline_setup: str | None = None  # shell command preparing the base checkout (baseline-mode rerun)
-    artifact_name: str = "gradci-results-{device}"
-    check_name: str = "gradci"
-    comment_mode: str = "always"  # always | changes | failures | off
-    # where results go
-    json: Path | None = Path("gradci-results.json")
-    junit: Path | None = Path("gradci-junit.xml")
-    progress: str = "auto"
-    # gradci container
-    image: str | None = None  # None: the image of this gradci version
+# The commands that take settings as flags; ``gradci config`` takes every one.
+COMMANDS = ("run", "list", "ops", "repro", "compare", "publish", "baseline", "container", "config")
+_SELECTING = ("run", "list", "ops", "repro")  # the commands that plan tests
 
-    @property
-    def use_upstream(self) -> bool:
-        if self.upstream is not None:
-            return self.upstream
-        return not (self.op_modules or self.spec)
-
+# Headings of --help.
+WHAT = "what to check"
+HOW = "how to run"
+BASE = "against the base branch"
+PUBLISHING = "publishing"
+RESULTS = "results"
 
 # --- value parsers: (raw value, where it came from) -> typed value --------------------------------
 
@@ -92,10 +72,6 @@ def _words(value: Any, where: str) -> tuple[str, ...]:
     return tuple(items)
 
 
-def _patterns(value: Any, where: str) -> tuple[str, ...]:
-    return _words(value, where)
-
-
 def _checks(value: Any, where: str) -> tuple[str, ...]:
     words = _words(value, where)
     if words == ("all",):
@@ -113,9 +89,10 @@ def _dtypes(value: Any, where: str) -> tuple[str, ...]:
         raise ConfigError(f"{where}: {exc.message}", hint=exc.hint) from None
 
 
-def _choice(*allowed: str) -> Callable[[Any, str], str]:
+def _choice(allowed: tuple[str, ...]) -> Callable[[Any, str], str]:
     def parse(value: Any, where: str) -> str:
-        text = str(value).strip().lower()
+        # YAML 1.1 (PyYAML) reads an unquoted off as false: comment-mode: off means "off"
+        text = "off" if value is False and "off" in allowed else str(value).strip().lower()
         if text not in allowed:
             raise ConfigError(f"{where}: expected one of {', '.join(allowed)}, got {value!r}")
         return text
@@ -232,37 +209,355 @@ def _allocator(value: Any, where: str) -> str:
     return text.lower() if text.lower() in ALLOCATORS else text
 
 
-PARSERS: Mapping[str, Callable[[Any, str], Any]] = {
-    "ops": _patterns,
-    "exclude": _patterns,
-    "checks": _checks,
-    "dtypes": _dtypes,
-    "device": _choice("cpu", "cuda", "auto"),
-    "upstream": _optional_bool,
-    "op_modules": _words,
-    "spec": _path,
-    "shard": _shard,
-    "workers": _positive_int_or_auto,
-    "threads": _positive_int_or_auto,
-    "timeout": _positive_float,
-    "durations": _path,
-    "reruns": _count,
-    "max_worker_restart": _count_or_auto,
-    "allocator": _allocator,
-    "baseline": _path,
-    "fail_on": _choice("new", "any", "none"),
-    "baseline_mode": _choice("artifact", "rerun", "none"),
-    "baseline_commits": _positive_int,
-    "baseline_setup": _text,
-    "artifact_name": _artifact_name,
-    "check_name": _name,
-    "comment_mode": _choice("always", "changes", "failures", "off"),
-    "json": _path,
-    "junit": _path,
-    "progress": _choice("auto", "rich", "plain", "none"),
-    "image": _text,
-}
-assert set(PARSERS) == {f.name for f in fields(Settings)}, "every setting needs a parser"
+@dataclass(frozen=True)
+class Option:
+    """A row of the table: a setting's parser and how flags, config files and --help spell it."""
+
+    parse: Callable[[Any, str], Any]
+    help: str
+    commands: tuple[str, ...]  # those that take it as a flag, besides ``gradci config``
+    group: str | None  # its heading in --help; None: among the command's own options
+    metavar: str | None = None
+    choices: tuple[str, ...] = ()
+    shown_default: str | None = None  # --help's "(default: ...)" where the value would not say it
+    help_for: Mapping[str, str] = field(default_factory=dict)  # a command's own wording
+    unset: str = ""  # how a config file or GRADCI_* says the default None: '' or 'auto'
+    negatable: bool = False  # --name and --no-name
+    action_input: bool = True  # an input of action.yml; False: a workflow has no use for it
+    name: str = ""  # the Settings field; set from it
+    default: Any = None  # set from the Settings field
+
+    @property
+    def key(self) -> str:
+        return key_of(self.name)
+
+    @property
+    def env(self) -> str:
+        return env_of(self.name)
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.key
+
+    def help_text(self, command: str) -> str:
+        text = self.help_for.get(command, self.help)
+        shown = self.shown_default
+        if shown is None and self.default not in (None, ()):
+            shown = self.text(self.default)
+        return f"{text} (default: {shown})" if shown is not None else text
+
+    def text(self, value: Any) -> str:
+        """A value as a flag, GRADCI_* or config file would give it (the parser reads it back)."""
+        if value is None:
+            return self.unset
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, float):
+            return str(int(value)) if value.is_integer() else repr(value)
+        if isinstance(value, tuple):
+            return ",".join(value)
+        return str(value)
+
+
+T = TypeVar("T")
+
+
+def setting(
+    default: Any,  # a value of T (tests/test_option_table.py: the parser reads its text back)
+    parse: Callable[[Any, str], T],
+    help: str,
+    *,
+    commands: tuple[str, ...],
+    group: str | None,
+    metavar: str | None = None,
+    choices: tuple[str, ...] = (),
+    shown_default: str | None = None,
+    help_for: Mapping[str, str] | None = None,
+    unset: str = "",
+    negatable: bool = False,
+    action_input: bool = True,
+) -> T:
+    """A field of ``Settings`` and its row of the option table."""
+    option = Option(
+        parse,
+        help,
+        commands,
+        group,
+        metavar=metavar,
+        choices=choices,
+        shown_default=shown_default,
+        help_for=help_for or {},
+        unset=unset,
+        negatable=negatable,
+        action_input=action_input,
+    )
+    made: T = field(default=default, metadata={"option": option})  # a Field, which dataclass reads
+    return made
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting: its type and default, and (``setting``) the rest of its row of the table.
+
+    The order is that of --help and ``gradci config``.
+    """
+
+    # --- what to check
+    ops: tuple[str, ...] = setting(
+        (),
+        _words,
+        "comma-separated globs over op names: 'add', 'linalg.*', 'div.trunc_rounding'",
+        commands=_SELECTING,
+        group=WHAT,
+        metavar="PATTERNS",
+        shown_default="all",
+    )
+    exclude: tuple[str, ...] = setting(
+        (), _words, "globs of ops to leave out", commands=_SELECTING, group=WHAT, metavar="PATTERNS"
+    )
+    checks: tuple[str, ...] = setting(
+        CHECK_NAMES,
+        _checks,
+        f"checks to run: {','.join(CHECK_NAMES)}",
+        commands=_SELECTING,
+        group=WHAT,
+        metavar="LIST",
+        shown_default="all",
+    )
+    dtypes: tuple[str, ...] = setting(
+        DTYPE_NAMES, _dtypes, "dtypes", commands=_SELECTING, group=WHAT, metavar="LIST"
+    )
+    device: str = setting(
+        "cpu", _choice(DEVICES), "device to test on", commands=_SELECTING, group=WHAT, choices=DEVICES
+    )
+    op_modules: tuple[str, ...] = setting(
+        (),
+        _words,
+        "modules exposing OpInfo lists: 'mypkg.gradci_ops' (attribute op_db) or 'mypkg.ops:MY_OPS'",
+        commands=_SELECTING,
+        group=WHAT,
+        metavar="MODULES",
+    )
+    spec: Path | None = setting(
+        None,
+        _path,
+        "the project's operators declared in YAML; '' for none",
+        commands=_SELECTING,
+        group=WHAT,
+        metavar="FILE",
+        shown_default=f"{SPEC_FILES[0]} in the working directory, if there",
+    )
+    # None: upstream ops unless the project names its own ops (use_upstream)
+    upstream: bool | None = setting(
+        None,
+        _optional_bool,
+        f"include PyTorch's {', '.join(UPSTREAM_DBS)}, or (--no-upstream) check only the project's own ops",
+        commands=_SELECTING,
+        group=WHAT,
+        shown_default="only when no op module or spec is given",
+        unset="auto",
+        negatable=True,
+    )
+    shard: Shard | None = setting(
+        None,
+        _shard,
+        "run the K-th of N duration-balanced shards",
+        commands=_SELECTING,
+        group=WHAT,
+        metavar="K/N",
+    )
+    durations: Path | None = setting(
+        None,
+        _path,
+        "earlier results whose test durations order the run and balance shards",
+        commands=_SELECTING,
+        group=WHAT,
+        metavar="RESULTS_JSON",
+    )
+    # --- how to run
+    workers: int | None = setting(
+        None,
+        _positive_int_or_auto,
+        "worker processes",
+        commands=("run",),
+        group=HOW,
+        metavar="N",
+        shown_default="one per core",
+        unset="auto",
+    )
+    threads: int | None = setting(
+        None,
+        _positive_int_or_auto,
+        "torch intra-op threads per worker",
+        commands=("run",),
+        group=HOW,
+        metavar="N",
+        shown_default="cores/workers",
+        unset="auto",
+    )
+    timeout: float = setting(
+        300.0,
+        _positive_float,
+        "per-test limit; a test past it is an error",
+        commands=("run",),
+        group=HOW,
+        metavar="SECONDS",
+    )
+    # a workflow's log is never a terminal
+    progress: str = setting(
+        "auto",
+        _choice(PROGRESS_MODES),
+        "progress display",
+        commands=("run",),
+        group=HOW,
+        choices=PROGRESS_MODES,
+        shown_default="a bar on a terminal, lines in a log",
+        action_input=False,
+    )
+    allocator: str = setting(
+        "auto",
+        _allocator,
+        f"malloc of the test processes: {', '.join(ALLOCATORS)} or a library path; auto = jemalloc or "
+        "tcmalloc when installed, else the system's; Linux only",
+        commands=("run",),
+        group=HOW,
+        metavar="NAME",
+    )
+    reruns: int = setting(
+        1,
+        _count,
+        "re-run each failed or errored test up to N times (0: never), each in a fresh worker; "
+        "a test that then passes is flaky",
+        commands=("run",),
+        group=HOW,
+        metavar="N",
+    )
+    max_worker_restart: int | None = setting(
+        None,
+        _count_or_auto,
+        "workers that die without running a test (a crash in their setup) are replaced up to N "
+        "times in all, then the run ends with exit code 7; a worker that crashes in a test is always "
+        "replaced, as that test is reported",
+        commands=("run",),
+        group=HOW,
+        metavar="N",
+        shown_default="4 per worker",
+        unset="auto",
+    )
+    # --- against the base branch
+    baseline: Path | None = setting(
+        None,
+        _path,
+        "base results: compare with them at the end (their durations also order the run)",
+        commands=("run", "publish"),
+        group=BASE,
+        metavar="BASE_JSON",
+        help_for={"publish": "compare with this file (no search)"},
+    )
+    baseline_mode: str = setting(
+        "artifact",
+        _choice(BASELINE_MODES),
+        "where base results come from: artifact = the base branch's results artifact at the merge "
+        "base or before; rerun = the merge base's results that 'gradci baseline' made; none = no "
+        "comparison",
+        commands=("publish", "baseline"),
+        group=BASE,
+        choices=BASELINE_MODES,
+        help_for={"baseline": "only rerun makes base results here; artifact and none leave nothing to do"},
+    )
+    baseline_commits: int = setting(
+        20,
+        _positive_int,
+        "base-branch commits searched for an artifact, from the merge base back",
+        commands=("publish",),
+        group=BASE,
+        metavar="N",
+    )
+    baseline_setup: str | None = setting(
+        None,
+        _text,
+        "shell command run in the base checkout first (e.g. 'pip install -e .')",
+        commands=("baseline",),
+        group=BASE,
+        metavar="COMMAND",
+    )
+    artifact_name: str = setting(
+        "gradci-results-{device}",
+        _artifact_name,
+        "results artifact name, {device} replaced",
+        commands=("publish",),
+        group=BASE,
+        metavar="NAME",
+    )
+    fail_on: str = setting(
+        "new",
+        _choice(FAIL_ON),
+        "exit code 1 on: new = a new failure (without base results: any failure), any = any failing "
+        "test, none = never",
+        commands=("run", "compare", "publish"),
+        group=BASE,
+        choices=FAIL_ON,
+    )
+    # --- publishing (gradci publish)
+    check_name: str = setting(
+        "gradci", _name, "check run name", commands=("publish",), group=PUBLISHING, metavar="NAME"
+    )
+    comment_mode: str = setting(
+        "always",
+        _choice(COMMENT_MODES),
+        "when to write the pull-request comment; unless off, an existing one is always updated",
+        commands=("publish",),
+        group=PUBLISHING,
+        choices=COMMENT_MODES,
+    )
+    # --- where results go; the action's json and junit inputs, which it always sets
+    json: Path | None = setting(
+        Path("gradci-results.json"),
+        _path,
+        "results JSON; '' for none",
+        commands=("run", "publish", "baseline"),
+        group=RESULTS,
+        metavar="PATH",
+        help_for={"publish": "default RESULTS_JSON", "baseline": "default RESULTS_JSON"},
+    )
+    junit: Path | None = setting(
+        Path("gradci-junit.xml"),
+        _path,
+        "JUnit XML; '' for none",
+        commands=("run", "publish"),
+        group=RESULTS,
+        metavar="PATH",
+        help_for={"publish": "JUnit XML named in the outputs"},
+    )
+    # --- gradci container (a workflow runs gradci in the job, or in a container job)
+    image: str | None = setting(
+        None,
+        _text,
+        "image to run; also the 'image' option of the config file, GRADCI_IMAGE",
+        commands=("container",),
+        group=None,
+        metavar="IMAGE",
+        shown_default="ghcr.io/gradci/gradci:VERSION, or VERSION-cuda with --gpus",
+        action_input=False,
+    )
+
+    @property
+    def use_upstream(self) -> bool:
+        if self.upstream is not None:
+            return self.upstream
+        return not (self.op_modules or self.spec)
+
+
+OPTIONS: tuple[Option, ...] = tuple(
+    replace(f.metadata["option"], name=f.name, default=f.default) for f in fields(Settings)
+)
+BY_NAME: Mapping[str, Option] = {option.name: option for option in OPTIONS}
+PARSERS: Mapping[str, Callable[[Any, str], Any]] = {option.name: option.parse for option in OPTIONS}
+
+
+def for_command(command: str) -> tuple[Option, ...]:
+    """The settings ``command`` takes as flags, in table order."""
+    return tuple(o for o in OPTIONS if command == "config" or command in o.commands)
 
 
 def key_of(name: str) -> str:
@@ -321,6 +616,25 @@ def _read_yaml_config(path: Path) -> dict[str, Any]:
     return data
 
 
+DEFAULT = "default"
+FOUND = "found in the project"  # the source of a spec no source names
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """The settings, and where each value came from: ``DEFAULT``, ``FOUND``, the config file and key
+    (``pyproject.toml: workers``), the ``GRADCI_*`` variable or the flag, as errors name them."""
+
+    settings: Settings
+    sources: Mapping[str, str]  # setting name -> its source
+    config: Path | None = None  # the config file read, if any
+
+    def changed(self, command: str | None = None) -> tuple[Option, ...]:
+        """The settings (of those ``command`` takes) whose values are not the defaults."""
+        chosen = OPTIONS if command is None else for_command(command)
+        return tuple(o for o in chosen if getattr(self.settings, o.name) != o.default)
+
+
 def resolve(
     flags: Mapping[str, Any] | None = None,
     *,
@@ -329,8 +643,24 @@ def resolve(
     directory: Path | None = None,
 ) -> Settings:
     """Merge the sources, later ones winning. ``flags`` holds only the flags actually given."""
+    return resolve_with_sources(flags, environ=environ, config=config, directory=directory).settings
+
+
+def resolve_with_sources(
+    flags: Mapping[str, Any] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    config: Path | None = None,
+    directory: Path | None = None,
+) -> Resolved:
+    """``resolve``, saying where each value came from."""
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}
+    sources = {name: DEFAULT for name in BY_NAME}
+
+    def take(name: str, raw: Any, where: str) -> None:
+        values[name] = BY_NAME[name].parse(raw, where)
+        sources[name] = where
 
     source: tuple[Path, dict[str, Any]] | None
     if config is not None:
@@ -346,26 +676,67 @@ def resolve(
         path, section = source
         for key, raw in section.items():
             name = str(key).replace("-", "_")
-            if name not in PARSERS:
+            if name not in BY_NAME:
                 raise ConfigError(f"{path}: unknown option {key!r}", hint=_suggest(str(key)))
             if name == "ops" and isinstance(raw, list) and any(isinstance(item, dict) for item in raw):
                 raise ConfigError(
                     f"{path}: ops: expected op name patterns (as --ops), got operator definitions",
                     hint="declare operators in gradci-ops.yml (--spec), apart from the configuration",
                 )
-            values[name] = PARSERS[name](raw, f"{path}: {key}")
+            take(name, raw, f"{path}: {key}")
 
-    for name, parse in PARSERS.items():
-        raw_env = environ.get(env_of(name))
+    for option in OPTIONS:
+        raw_env = environ.get(option.env)
         if raw_env is not None:
-            values[name] = parse(raw_env, env_of(name))
+            take(option.name, raw_env, option.env)
 
     for name, raw in (flags or {}).items():
         if raw is not None:
-            values[name] = PARSERS[name](raw, "--" + key_of(name))
+            take(name, raw, BY_NAME[name].flag)
     if "spec" not in values:  # not named anywhere: the project's gradci-ops.yml, if it has one
         values["spec"] = find_spec(directory or Path.cwd())
-    return Settings(**values)
+        if values["spec"] is not None:
+            sources["spec"] = FOUND
+    return Resolved(Settings(**values), sources, source[0] if source is not None else None)
+
+
+def config_lines(resolved: Resolved) -> list[str]:
+    """Every setting as a line of ``.gradci.yml``, with where its value came from as a comment."""
+    rows = [
+        (f"{o.key}: {_yaml(o, getattr(resolved.settings, o.name))}", resolved.sources[o.name])
+        for o in OPTIONS
+    ]
+    width = min(max(len(entry) for entry, _ in rows), 40)
+    return [f"{entry:<{width}}  # {source}" for entry, source in rows]
+
+
+def changed_line(resolved: Resolved, command: str) -> str | None:
+    """One line: the settings of ``command`` that are not the defaults, and where they came from."""
+    changed = [
+        f"{o.key}={_yaml(o, getattr(resolved.settings, o.name))} ({resolved.sources[o.name]})"
+        for o in resolved.changed(command)
+    ]
+    return f"settings other than the defaults: {', '.join(changed)}" if changed else None
+
+
+# A YAML plain scalar of these characters is a string unless YAML reads it as something else
+# (true, off, 1.5, 2024-01-01): _yaml asks the YAML parser.
+_PLAIN = re.compile(r"[\w.][\w.,/+*{}=@:~-]*(?<!:)")
+
+
+def _yaml(option: Option, value: Any) -> str:
+    """``value`` as YAML that ``option``'s parser reads back to it."""
+    if isinstance(value, tuple) and not value:
+        return "[]"
+    text = option.text(value)
+    if isinstance(value, bool | int | float):
+        return text
+    if _PLAIN.fullmatch(text):
+        import yaml
+
+        if yaml.safe_load(f"k: {text}") == {"k": text}:
+            return text
+    return json.dumps(text)
 
 
 def _read_toml_section(path: Path) -> dict[str, Any]:
@@ -380,6 +751,6 @@ def _read_toml_section(path: Path) -> dict[str, Any]:
 
 
 def _suggest(word: str) -> str:
-    keys = [key_of(name) for name in PARSERS]
+    keys = [option.key for option in OPTIONS]
     close = difflib.get_close_matches(word.lower().replace("_", "-"), keys, n=1)
     return f"did you mean {close[0]!r}?" if close else f"known options: {', '.join(keys)}"

@@ -12,21 +12,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .catalog import OpEntry
-from .checks import BY_NAME, CHECK_NAMES, CHECKS, DTYPE_NAMES
+from .checks import BY_METHOD, BY_NAME, CHECK_NAMES, DTYPE_NAMES
 from .errors import ConfigError, SelectionError
 from .locate import Location
 
-_METHOD_OF = {c.name: c.method for c in CHECKS}
-_CHECK_OF = {c.method: c.name for c in CHECKS}
 # Longest alternatives first so that test_fn_gradgrad is not read as test_fn_grad + "grad...".
 _TEST_ID = re.compile(
-    r"^(?P<method>" + "|".join(sorted(_CHECK_OF, key=len, reverse=True)) + r")_(?P<op>.+)"
+    r"^(?P<method>" + "|".join(sorted(BY_METHOD, key=len, reverse=True)) + r")_(?P<op>.+)"
     r"_(?P<device>[a-z]+)_(?P<dtype>" + "|".join(DTYPE_NAMES) + r")$"
 )
-
-
-def method_of(check: str) -> str:
-    return _METHOD_OF[check]
 
 
 def class_name(device: str) -> str:
@@ -46,7 +40,7 @@ class TestId:
 
     @property
     def name(self) -> str:
-        return f"{_METHOD_OF[self.check]}_{self.op}_{self.device}_{self.dtype}"
+        return f"{BY_NAME[self.check].method}_{self.op}_{self.device}_{self.dtype}"
 
     @classmethod
     def parse(cls, text: str) -> TestId:
@@ -57,7 +51,7 @@ class TestId:
                 f"{text!r} is not a gradient test id",
                 hint="expected e.g. test_fn_grad_add_cpu_float64; 'gradci list' prints them",
             )
-        return cls(_CHECK_OF[match["method"]], match["op"], match["device"], match["dtype"])
+        return cls(BY_METHOD[match["method"]].name, match["op"], match["device"], match["dtype"])
 
 
 @dataclass(frozen=True)
@@ -77,7 +71,7 @@ class PlannedTest:
 
     @property
     def method(self) -> str:
-        return _METHOD_OF[self.check]
+        return BY_NAME[self.check].method
 
 
 @dataclass(frozen=True)
@@ -131,7 +125,7 @@ def build_plan(
     for check in CHECK_NAMES:
         if check not in checks:
             continue
-        method = _METHOD_OF[check]
+        method = BY_NAME[check].method
         for entry in entries:
             if not BY_NAME[check].applies_to(entry.db):
                 continue

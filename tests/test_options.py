@@ -101,3 +101,12 @@ def test_bad_input_is_one_line_and_exit_2(run_gradci, args: list[str], message: 
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith(message), done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_yaml_off_is_off(tmp_path: Path) -> None:
+    """PyYAML (YAML 1.1) reads an unquoted off as false: comment-mode: off still means off."""
+    (tmp_path / ".gradci.yml").write_text("comment-mode: off\n")
+    assert resolve({}, environ={}, directory=tmp_path).comment_mode == "off"
+    (tmp_path / ".gradci.yml").write_text("fail-on: off\n")
+    with pytest.raises(ConfigError, match="fail-on: expected one of new, any, none, got False"):
+        resolve({}, environ={}, directory=tmp_path)

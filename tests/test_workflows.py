@@ -16,7 +16,7 @@ import yaml
 from action_runner import evaluate
 from conftest import REPO
 
-from gradci.options import PARSERS
+from gradci.options import BY_NAME, OPTIONS
 
 WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
 EXAMPLES = sorted((REPO / "examples" / "workflows").glob("*.yml"))
@@ -28,9 +28,10 @@ SCRIPTS = [
     REPO / "tests" / "container" / "prepare.sh",
 ]
 BIN = Path(sys.executable).parent
-# Settings a workflow has no use for as action inputs: progress is for terminals, image for
-# gradci container; json and junit are the inputs of those names, always set by the action.
-NOT_INPUTS = {"progress", "image", "json", "junit"}
+# Settings a workflow has no use for (progress, image), marked in the option table.
+NOT_INPUTS = {o.name for o in OPTIONS if not o.action_input}
+# Inputs the action always sets, to its own defaults (action/settings.sh).
+ALWAYS_SET = {"json", "junit"}
 
 
 def _tool(name: str) -> str:
@@ -206,15 +207,26 @@ def test_every_option_is_an_input_and_reaches_gradci() -> None:
     steps = _gradci_steps()
     assert len(steps) == 3
     # settings.sh exports real settings only, each from its input, in some step
-    assert {name.lower() for name in exported} <= set(PARSERS)
+    assert {name.lower() for name in exported} <= set(BY_NAME) - NOT_INPUTS - ALWAYS_SET
     for name in exported:
         key = name.lower().replace("_", "-")
         given = [s["env"][f"IN_{name}"] for s in steps if f"IN_{name}" in s["env"]]
         assert given and set(given) == {f"${{{{ inputs.{key} }}}}"}, name
         assert inputs[key]["default"] == "", f"{key}: an empty default leaves the project's config in force"
-    # every setting a workflow can use is an input
-    missing = set(PARSERS) - NOT_INPUTS - {n.lower() for n in exported}
+    # every setting a workflow can use is an input; the others deliberately are not
+    missing = set(BY_NAME) - NOT_INPUTS - ALWAYS_SET - {n.lower() for n in exported}
     assert not missing, f"options without an action input: {sorted(missing)}"
+    for name in NOT_INPUTS:
+        assert BY_NAME[name].key not in inputs, f"{name} is marked as no action input"
+    # the settings the action always sets: from their inputs, else the table's defaults
+    script = (REPO / "action" / "settings.sh").read_text()
+    for name in ALWAYS_SET:
+        option = BY_NAME[name]
+        assert option.key in inputs
+        assert f"{option.env}=${{IN_{name.upper()}:-{option.default}}}" in script
+    # the artifact step names the artifact as gradci publish looks for it
+    artifact = (REPO / "action" / "artifact.sh").read_text()
+    assert f"template='{BY_NAME['artifact_name'].default}'" in artifact
 
 
 def test_every_input_is_used_and_every_expression_is_supported() -> None:

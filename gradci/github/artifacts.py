@@ -41,7 +41,6 @@ from gradci.results import parse
 
 from .client import TIMEOUT, Api
 
-ARTIFACT_NAME = "gradci-results-{device}"
 RESULTS_FILE = "gradci-results.json"
 PR_FILE = "gradci-pr.json"  # written by a pull-request run for a later workflow_run to publish
 # Runs that can provide base results: what runs the base branch's own code on its own commits.

@@ -25,7 +25,6 @@ from gradci.compare import Category, Comparison
 from .client import Api
 
 COMMENT_LIMIT = 65_536  # characters GitHub accepts in a comment body
-COMMENT_MODES = ("always", "changes", "failures", "off")
 MAX_COMMENTS = 5000  # comments of a pull request read when looking for ours
 
 
