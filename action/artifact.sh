@@ -9,14 +9,26 @@ source "$GITHUB_ACTION_PATH/action/settings.sh"
 
 absolute() { case $1 in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
 
-device=$("$GRADCI_PYTHON" -I -c 'import json, sys; print(json.load(open(sys.argv[1]))["run"]["device"])' "$GRADCI_JSON") \
-  || fail 3 "cannot read the device from $GRADCI_JSON"
-template=${IN_ARTIFACT_NAME:-}
-[ -n "$template" ] || template='gradci-results-{device}'
-artifact=${template//\{device\}/$device}
-if [ "${IN_COMMAND:-run}" = run ] && [ -n "${GRADCI_SHARD:-}" ]; then
-  artifact="$artifact-shard-${GRADCI_SHARD%%/*}-of-${GRADCI_SHARD##*/}"
-fi
+# The name as gradci resolves artifact-name (input, GRADCI_*, or the project's config file), so that
+# it is the name `gradci publish` looks for; the device and shard as the results record them.
+artifact=$("$GRADCI_PYTHON" -I - "$GRADCI_JSON" "${IN_COMMAND:-run}" "${config[@]}" << 'PY'
+import sys
+from pathlib import Path
+
+from gradci.github.artifacts import artifact_name
+from gradci.options import resolve
+from gradci.results import load
+
+results, command = load(Path(sys.argv[1])), sys.argv[2]
+settings = resolve(config=Path(sys.argv[4]) if len(sys.argv) > 4 else None)
+name = artifact_name(settings.artifact_name, results.run.device)
+shard = results.run.selection.get("shard")
+if command == "run" and shard:
+    index, count = str(shard).split("/")
+    name += f"-shard-{index}-of-{count}"
+print(name)
+PY
+) || fail 3 "cannot name the results artifact from $GRADCI_JSON"
 paths=("$(absolute "$GRADCI_JSON")")
 [ -f "$GRADCI_JUNIT" ] && paths+=("$(absolute "$GRADCI_JUNIT")")
 pr_file=$(dirname "$GRADCI_JSON")/gradci-pr.json

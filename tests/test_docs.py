@@ -259,3 +259,25 @@ def test_url_gives_the_pages_address() -> None:
     for bad in ("publishing", "docs/publishing.md", "publishing/"):
         with pytest.raises(ValueError, match="not a page of docs/"):
             docs.url(bad)
+
+
+def test_every_option_is_documented_where_its_command_is() -> None:
+    """The option table's flags in the docs' option tables: `run`'s on the CLI page, the rest
+    (publish, baseline, container) on their commands' pages."""
+    from gradci.options import OPTIONS
+
+    pages = {
+        "run": DOCS / "cli.md",
+        "publish": DOCS / "publishing.md",
+        "baseline": DOCS / "publishing.md",
+        "container": DOCS / "container.md",
+    }
+    missing = []
+    for option in OPTIONS:
+        command = next((c for c in pages if c in option.commands), None)
+        if command is None:
+            continue
+        rows = [line for line in pages[command].read_text().splitlines() if line.startswith("|")]
+        if not any(f"`{option.flag}" in row for row in rows):
+            missing.append(f"{option.flag} ({pages[command].name})")
+    assert missing == []

@@ -4,6 +4,7 @@ and kept in step with gradci's options and the docs (docs/action.md, docs/contai
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -224,9 +225,6 @@ def test_every_option_is_an_input_and_reaches_gradci() -> None:
         option = BY_NAME[name]
         assert option.key in inputs
         assert f"{option.env}=${{IN_{name.upper()}:-{option.default}}}" in script
-    # the artifact step names the artifact as gradci publish looks for it
-    artifact = (REPO / "action" / "artifact.sh").read_text()
-    assert f"template='{BY_NAME['artifact_name'].default}'" in artifact
 
 
 def test_every_input_is_used_and_every_expression_is_supported() -> None:
@@ -266,3 +264,50 @@ def test_docs_document_every_input_output_and_build_argument() -> None:
     assert build_args
     for arg in build_args:
         assert f"| `{arg}` |" in container_page, f"docs/container.md lacks the build argument {arg}"
+
+
+@pytest.mark.parametrize(
+    ("config", "env", "shard", "expected"),
+    [
+        (None, {}, None, "gradci-results-cpu"),
+        ("artifact-name: nightly-{device}\n", {}, None, "nightly-cpu"),
+        (
+            "artifact-name: nightly-{device}\n",
+            {"IN_ARTIFACT_NAME": "from-input-{device}"},
+            None,
+            "from-input-cpu",
+        ),
+        (None, {}, "2/3", "gradci-results-cpu-shard-2-of-3"),
+    ],
+    ids=["default", "config file", "input wins", "shard"],
+)
+def test_the_artifact_step_names_it_as_publish_looks_for_it(
+    tmp_path: Path, config: str | None, env: dict[str, str], shard: str | None, expected: str
+) -> None:
+    """action/artifact.sh, run as the runner runs it: the name comes from gradci's own settings
+    (input, GRADCI_*, the project's config file), the device and shard from the results."""
+    from results_factory import results
+
+    from gradci.results import dumps
+
+    if config is not None:
+        (tmp_path / ".gradci.yml").write_text(config)
+    selection = {"shard": shard} if shard else {}
+    (tmp_path / "gradci-results.json").write_text(dumps(results([], selection=selection).to_json()))
+    output = tmp_path / "output"
+    done = subprocess.run(
+        ["bash", str(REPO / "action" / "artifact.sh")],
+        cwd=tmp_path,
+        env={
+            "PATH": os.environ["PATH"],
+            "GITHUB_ACTION_PATH": str(REPO),
+            "GITHUB_OUTPUT": str(output),
+            "GRADCI_PYTHON": sys.executable,
+            "IN_COMMAND": "run",
+            **env,
+        },
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert output.read_text().splitlines()[0] == f"artifact-name={expected}"
