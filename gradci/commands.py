@@ -34,6 +34,7 @@ from .errors import (
     SelectionError,
     UsageError,
 )
+from .failure import headline
 from .github.workflow_commands import escape_workflow_commands
 from .options import CONFIG_FILES, Resolved, Settings, changed_line, config_lines
 from .results import Outcome, Results, TestResult, dumps, make_folder, write_output
@@ -205,7 +206,7 @@ def _rerun(session: Session, results: Results, console: Console) -> Exception | 
         else:
             console.info(
                 escape_workflow_commands(
-                    f"FLAKY {latest.id} - {previous.outcome.value} at first ({previous.message}), "
+                    f"FLAKY {latest.id} - {previous.outcome.value} at first ({headline(previous)}), "
                     f"{latest.outcome.value} when re-run"
                 )
             )

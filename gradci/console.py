@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from typing import IO, Protocol
 
+from .failure import earlier_tries, headline
 from .github.workflow_commands import end_group, escape_workflow_commands, start_group
 from .results import OUTCOME_ORDER, Outcome, Results, TestResult
 
@@ -48,21 +49,9 @@ def _clock(seconds: float) -> str:
 
 
 def describe_failure(test: TestResult) -> str:
-    """One line: the test, why it failed, and where to look."""
-    extra = []
-    if test.sample_index is not None:
-        extra.append(f"sample {test.sample_index}")
-    if test.mismatch is not None:
-        m = test.mismatch
-        extra.append(
-            f"{m.input_label or f'input {m.input}'}: numerical {m.numerical} vs analytical {m.analytical}, "
-            f"max abs error {m.max_abs_error:.3g}"
-        )
-        if m.fast_mode_only:
-            extra.append("fast mode only")
-    suffix = f" ({', '.join(extra)})" if extra else ""
+    """One line: the test and why it failed (``failure.headline``, as the JUnit message says it)."""
     label = "XPASS" if test.outcome is Outcome.XPASSED else test.outcome.value.upper()
-    return escape_workflow_commands(f"{label} {test.id} - {test.message}{suffix}")
+    return escape_workflow_commands(f"{label} {test.id} - {headline(test)}")
 
 
 class Progress(Protocol):
@@ -246,10 +235,10 @@ def print_summary(results: Results, stream: IO[str] | None = None) -> None:
     if flaky:
         lines.append("flaky (failed, then passed when re-run):")
         for test in flaky:
-            first = next(a for a in test.attempts if a.get("outcome") in ("failed", "error"))
+            first = next(t for t in earlier_tries(test) if t.outcome.failing)
             lines.append(
                 escape_workflow_commands(
-                    f"  FLAKY {test.id} - first try {first.get('outcome')}: {first.get('message', '')}"
+                    f"  FLAKY {test.id} - first try {first.outcome.value}: {headline(first)}"
                 )
             )
     lines.append(escape_workflow_commands(f"== {summary_line(results)} =="))

@@ -34,6 +34,7 @@ from typing import Any
 
 from .console import counted
 from .errors import WorkerStartError
+from .failure import drop_module_list, last_words
 from .plan import PlannedTest
 from .protocol import Channel, Fatal, Finished, Message, ProtocolError, Ready, Run, Stop
 from .results import Outcome, TestResult
@@ -180,7 +181,8 @@ class Runner:
             return None
         if not data.strip():
             return None
-        text = data.decode("utf-8", errors="replace")
+        # a crash's list of loaded modules says nothing about it, and would crowd out what does
+        text = drop_module_list(data.decode("utf-8", errors="replace"))
         cut = (start - worker.log_offset) + max(0, len(text) - MAX_OUTPUT)
         if len(text) > MAX_OUTPUT:
             text = text[-MAX_OUTPUT:]
@@ -345,11 +347,8 @@ class Runner:
         output = self._read_output(worker)
         if not output:
             return "nothing in its log (what a fork hook prints goes to gradci's own output)"
-        lines = [line for line in output.strip().splitlines() if not line.startswith("Extension modules:")]
-        fatal = [i for i, line in enumerate(lines) if line.startswith("Fatal Python error")]
-        # a crash: what it printed just before, and its innermost frames
-        shown = lines[max(0, fatal[-1] - 3) : fatal[-1] + 12] if fatal else lines[-12:]
-        return "its last output:\n" + "\n".join("  " + line.rstrip() for line in shown if line.strip())
+        # a crash: the fatal error, the frames of what crashed (not gradci's), what it printed before
+        return last_words(output) or "nothing in its log but blank lines"
 
     def close(self) -> None:
         for path in self._tmp.glob("*"):

@@ -121,7 +121,7 @@ def test_the_failure_names_the_input_and_shows_the_mismatch(example_run: tuple[C
     )
     assert line.strip() == (
         "FAILED test_fn_grad_extops_scaled_mul_broken_cpu_float64 - GradcheckError: Jacobian mismatch for "
-        f"output 0 with respect to input 1, (sample 0, args[0]: numerical {mismatch['numerical']} vs "
+        f"output 0 with respect to input 1 (sample 0, args[0]: numerical {mismatch['numerical']} vs "
         f"analytical {mismatch['analytical']}, max abs error {mismatch['max_abs_error']:.3g})"
     )
     suites = {suite.name: suite for suite in JUnitXml.fromfile(str(project / "gradci-junit.xml"))}

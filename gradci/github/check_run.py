@@ -18,6 +18,7 @@ from typing import Any
 
 from gradci.compare import Category, Comparison
 from gradci.errors import GitHubError
+from gradci.failure import details, headline
 from gradci.results import TestResult
 
 from .client import Api
@@ -104,24 +105,9 @@ def failures_to_annotate(comparison: Comparison) -> tuple[str, list[TestResult]]
 
 
 def describe(test: TestResult) -> str:
-    """Plain text: what failed, on which sample, by how much, and how to reproduce it."""
-    lines = [test.message.strip() or f"{test.outcome.value}"]
-    if test.sample_index is not None:
-        lines.append(f"sample input {test.sample_index}" + (f": {test.sample}" if test.sample else ""))
-    m = test.mismatch
-    if m is not None:
-        where = m.input_label or f"input {m.input}"
-        rel = f", max rel error {m.max_rel_error:.3g}" if m.max_rel_error is not None else ""
-        lines.append(
-            f"output {m.output} w.r.t. {where}: max abs error {m.max_abs_error:.3g}{rel} ({m.mode} mode)"
-        )
-        if m.numerical or m.analytical:
-            lines.append(f"numerical {m.numerical} vs analytical {m.analytical}")
-        if m.fast_mode_only:
-            lines.append("only fast mode fails; slow mode passes")
-    if test.repro:
-        lines.append(f"repro: {test.repro}")
-    return "\n".join(lines)
+    """Plain text: the headline, then what failed on which sample, by how much (for a crash: the
+    fatal error, the op's stack, its last output) and how to reproduce it (``gradci.failure``)."""
+    return "\n".join(part for part in (headline(test), details(test)) if part)
 
 
 def annotations_for(
