@@ -2,7 +2,8 @@
 
 An ``OpEntry`` is one OpInfo plus where it came from: the upstream database it belongs to (which
 decides the checks it runs through, as in the reference suite) or ``user`` for a project's op, and,
-when known, the file and line that define it (so a pull request can be annotated there).
+when known, the file and line that construct it (so a pull request can be annotated there) and, in a
+PyTorch fork, its backward formula's entry of ``tools/autograd/derivatives.yaml`` (``locate.py``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 from .checks import USER_DB
 from .errors import SelectionError
-from .locate import Location, locate_opinfos
+from .locate import Derivative, Location, derivatives_for, locate_opinfos, record_constructions
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class OpEntry:
     db: str  # one of UPSTREAM_DBS, or USER_DB
     origin: str | None = None  # for user ops: the module or spec file they were loaded from
     location: Location | None = None
+    derivative: Derivative | None = None  # fork mode: the op's entry of derivatives.yaml
 
     @property
     def name(self) -> str:
@@ -60,21 +62,46 @@ def mark_user_op(op: Any) -> Any:
     return op
 
 
-def load_upstream() -> list[OpEntry]:
-    """op_db, hop_db and custom_op_db, in the reference suite's order (importing them takes seconds)."""
+# Before anything imports torch's OpInfo modules, which build their OpInfos at import.
+record_constructions()
+
+
+def _entries(
+    ops: list[Any],
+    db: str,
+    locations: list[Location | None],
+    checkout: Path | None,
+    root: Path | None,
+    **kw: Any,
+) -> list[OpEntry]:
+    derivatives = derivatives_for(ops, checkout, root=root)
+    return [
+        OpEntry(op, db, location=loc, derivative=d, **kw)
+        for op, loc, d in zip(ops, locations, derivatives, strict=True)
+    ]
+
+
+def load_upstream(*, root: Path | None = None, checkout: Path | None = None) -> list[OpEntry]:
+    """op_db, hop_db and custom_op_db, in the reference suite's order (importing them takes seconds).
+
+    ``checkout``: the PyTorch checkout of fork mode (``locate.torch_checkout``).
+    """
+    record_constructions()
     from torch.testing._internal.common_methods_invocations import op_db
     from torch.testing._internal.custom_op_db import custom_op_db
     from torch.testing._internal.hop_db import hop_db
 
-    return [
-        *(OpEntry(op, "op_db") for op in op_db),
-        *(OpEntry(op, "hop_db") for op in hop_db),
-        *(OpEntry(op, "custom_op_db") for op in custom_op_db),
-    ]
+    entries: list[OpEntry] = []
+    for db, ops in (("op_db", list(op_db)), ("hop_db", list(hop_db)), ("custom_op_db", list(custom_op_db))):
+        entries += _entries(ops, db, locate_opinfos(ops, root=root, checkout=checkout), checkout, root)
+    return entries
 
 
-def load_op_module(reference: str, *, root: Path | None = None) -> list[OpEntry]:
+def load_op_module(
+    reference: str, *, root: Path | None = None, checkout: Path | None = None
+) -> list[OpEntry]:
     """The OpInfo list a module exposes: ``pkg.mod`` (attribute ``op_db``) or ``pkg.mod:ATTR``."""
+    record_constructions()
     from torch.testing._internal.opinfo.core import OpInfo
 
     module_name, _, attribute = reference.partition(":")
@@ -110,11 +137,8 @@ def load_op_module(reference: str, *, root: Path | None = None) -> list[OpEntry]
             raise SelectionError(
                 f"op module {reference!r}: {attribute}[{index}] is a {type(op).__name__}, not an OpInfo"
             )
-    locations = locate_opinfos(module, ops, root=root)
-    return [
-        OpEntry(mark_user_op(op), USER_DB, origin=reference, location=loc)
-        for op, loc in zip(ops, locations, strict=True)
-    ]
+    locations = locate_opinfos(ops, module=module, root=root, checkout=checkout)
+    return _entries([mark_user_op(op) for op in ops], USER_DB, locations, checkout, root, origin=reference)
 
 
 def suggest(word: str, entries: Sequence[OpEntry]) -> list[str]:

@@ -358,6 +358,19 @@ class Settings:
         unset="auto",
         negatable=True,
     )
+    # An editable install in the workspace is detected; a workflow that builds a wheel from its
+    # checkout sets GRADCI_TORCH_SOURCE (no action input: the action's steps pass GRADCI_* on).
+    torch_source: Path | None = setting(
+        None,
+        _path,
+        "the PyTorch checkout whose torch is tested (fork mode): upstream ops are located in it, and "
+        "grad and gradgrad failures also on its tools/autograd/derivatives.yaml",
+        commands=_SELECTING,
+        group=WHAT,
+        metavar="DIR",
+        shown_default="torch's own directory, when torch is imported from inside the repository",
+        action_input=False,
+    )
     shard: Shard | None = setting(
         None,
         _shard,

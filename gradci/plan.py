@@ -14,7 +14,7 @@ from typing import Any
 from .catalog import OpEntry
 from .checks import BY_METHOD, BY_NAME, CHECK_NAMES, DTYPE_NAMES
 from .errors import ConfigError, SelectionError
-from .locate import Location
+from .locate import FORMULA_CHECKS, Derivative, Location
 
 # Longest alternatives first so that test_fn_gradgrad is not read as test_fn_grad + "grad...".
 _TEST_ID = re.compile(
@@ -64,6 +64,7 @@ class PlannedTest:
     dtype: str
     origin: str | None = None
     location: Location | None = None
+    derivative: Derivative | None = None  # fork mode, for a check of the backward formula
 
     @property
     def classname(self) -> str:
@@ -136,9 +137,18 @@ def build_plan(
             ops_by_method.setdefault(method, []).append(entry.op)
             for dtype in sorted(str(d).removeprefix("torch.") for d in supported):
                 test_id = TestId(check, entry.formatted_name, device, dtype).name
+                derivative = entry.derivative if check in FORMULA_CHECKS else None
                 tests.append(
                     PlannedTest(
-                        test_id, check, entry.full_name, entry.db, device, dtype, entry.origin, entry.location
+                        test_id,
+                        check,
+                        entry.full_name,
+                        entry.db,
+                        device,
+                        dtype,
+                        entry.origin,
+                        entry.location,
+                        derivative,
                     )
                 )
     seen: set[str] = set()

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ResultsFileError
-from .locate import Location
+from .locate import Derivative, Location
 
 SCHEMA_NAME = "gradci.results"
 SCHEMA_VERSION = 2  # 2: non-finite numbers as "NaN", "Infinity", "-Infinity"
@@ -93,7 +93,8 @@ class TestResult:
     traceback: str | None = None
     output: str | None = None  # what the test printed (stdout and stderr)
     repro: str | None = None
-    location: Location | None = None
+    location: Location | None = None  # where the OpInfo is constructed (or the spec entry)
+    derivative: Derivative | None = None  # fork mode: the op's entry of tools/autograd/derivatives.yaml
     origin: str | None = None  # op module or spec a project's op came from
     attempts: list[dict[str, Any]] = field(default_factory=list)  # earlier tries of a re-run test
 
@@ -112,6 +113,7 @@ class TestResult:
         data = asdict(self)
         data["outcome"] = self.outcome.value
         data["classname"] = self.classname
+        data["location"] = self.location.to_json() if self.location else None
         if self.flaky:
             data["flaky"] = True  # derived from attempts; written for readers of the file
         return {k: v for k, v in data.items() if v is not None and v != []}
@@ -410,6 +412,16 @@ def _read_test(data: Any, where: str) -> TestResult:
         location = Location(
             str(_string(_required(loc, "file", f"{where}.location"), f"{where}.location.file")),
             int(_integer(_required(loc, "line", f"{where}.location"), f"{where}.location.line") or 0),
+            _string(loc.get("relative_to"), f"{where}.location.relative_to", optional=True),
+        )
+    derivative = d.get("derivative")
+    if derivative is not None:
+        at = f"{where}.derivative"
+        der = _object(derivative, at)
+        derivative = Derivative(
+            str(_string(_required(der, "file", at), f"{at}.file")),
+            int(_integer(_required(der, "line", at), f"{at}.line") or 0),
+            str(_string(_required(der, "name", at), f"{at}.name")),
         )
     attempts = d.get("attempts", [])
     if not isinstance(attempts, list):
@@ -436,6 +448,7 @@ def _read_test(data: Any, where: str) -> TestResult:
         output=text("output"),
         repro=text("repro"),
         location=location,
+        derivative=derivative,
         origin=text("origin"),
         attempts=[_read_attempt(a, f"{where}.attempts[{i}]") for i, a in enumerate(attempts)],
     )

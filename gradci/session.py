@@ -47,15 +47,18 @@ def load_entries(settings: Settings, *, probe: bool = True) -> list[OpEntry]:
     ``probe`` runs each spec op once at load to reject bad dtypes and samples; a spawned worker
     rebuilding the plan skips it (the parent has already probed).
     """
+    from .locate import torch_checkout
+
+    checkout = torch_checkout(settings.torch_source)  # fork mode: the PyTorch checkout under test
     entries: list[OpEntry] = []
     for reference in settings.op_modules:
-        entries.extend(load_op_module(reference))
+        entries.extend(load_op_module(reference, checkout=checkout))
     if settings.spec is not None:
         from .spec import load_spec
 
         entries.extend(load_spec(settings.spec, probe=probe))
     if settings.use_upstream:
-        entries.extend(load_upstream())
+        entries.extend(load_upstream(checkout=checkout))
     if not entries:
         raise SelectionError("no operators to check: upstream ops are off and no op module or spec is given")
     return entries
@@ -237,6 +240,7 @@ class Session:
             traceback=finished.traceback,
             output=output,
             location=test.location,
+            derivative=test.derivative,
             origin=test.origin,
         )
         if result.outcome.failing:

@@ -43,6 +43,7 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "op_modules": ("pkg.ops", ("pkg.ops",)),
     "spec": ("ops/mine.yml", Path("ops/mine.yml")),
     "upstream": ("false", False),
+    "torch_source": ("../pytorch", Path("../pytorch")),
     "shard": ("2/4", Shard(2, 4)),
     "durations": ("old.json", Path("old.json")),
     "workers": ("3", 3),

@@ -1,10 +1,14 @@
 """The check run: a conclusion, the report as its summary, and an annotation per new failure.
 
-An annotation points at the file and line that define the failing op (``TestResult.location``)
-when that file is in the repository; otherwise (an upstream op, a file outside the repository) at
-gradci's config file, else the workflow file. GitHub takes at most 50 annotations per request:
-the check run is created with the first 50 and updated with 50 more at a time, up to
-``MAX_ANNOTATIONS`` (the rest are counted in the summary; the results JSON holds them all).
+An annotation points at the file and line that construct the failing op's OpInfo
+(``TestResult.location``) when that file is in the repository; otherwise (an upstream op of an
+installed torch, a file outside the repository) at gradci's config file, else the workflow file,
+its message naming the definition. In fork mode a failure of a backward formula (``grad``,
+``gradgrad`` and their in-place checks) also has one on its entry of
+``tools/autograd/derivatives.yaml`` (``TestResult.derivative``): one per entry, listing its failures.
+GitHub takes at most 50 annotations per request: the check run is created with the first 50 and
+updated with 50 more at a time, up to ``MAX_ANNOTATIONS`` (the rest are counted in the summary; the
+results JSON holds them all).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any
 from gradci.compare import Category, Comparison
 from gradci.errors import GitHubError
 from gradci.failure import details, headline
+from gradci.locate import FORMULA_CHECKS, Derivative, Location
 from gradci.results import TestResult
 
 from .client import Api
@@ -89,6 +94,15 @@ def fallback_location(root: Path, workflow_path: str | None) -> tuple[str, int]:
     return "pyproject.toml", 1
 
 
+def placed(location: Location | None, root: Path, *, check_disk: bool) -> bool:
+    """Whether an annotation can go on ``location``: a file of the repository."""
+    return (
+        location is not None
+        and location.relative_to is None
+        and _in_repository(location.file, root, check_disk=check_disk)
+    )
+
+
 def _in_repository(file: str, root: Path, *, check_disk: bool) -> bool:
     path = PurePosixPath(file)
     if path.is_absolute() or ".." in path.parts or not path.parts or re.match(r"^[A-Za-z]:", file):
@@ -113,20 +127,71 @@ def describe(test: TestResult) -> str:
 def annotations_for(
     comparison: Comparison, *, root: Path, workflow_path: str | None, check_disk: bool = True
 ) -> tuple[list[Annotation], int]:
-    """Annotations, at most ``MAX_ANNOTATIONS``, and how many failures there are in all."""
+    """Annotations, at most ``MAX_ANNOTATIONS``, and how many there are in all: one per failure,
+    and in fork mode one per derivatives.yaml entry of failing backward formulas, after its first
+    failure's."""
     label, tests = failures_to_annotate(comparison)
     fallback = fallback_location(root, workflow_path)
-    made = []
-    for test in tests[:MAX_ANNOTATIONS]:
-        location = test.location
-        if location is not None and _in_repository(location.file, root, check_disk=check_disk):
-            path, line = PurePosixPath(location.file).as_posix(), max(1, location.line)
-        else:
-            path, line = fallback
-        title = f"{label}: {test.id}" + (f" (op {test.op})" if test.op not in test.id else "")
-        details = "\n\n".join(part for part in (test.traceback, test.output) if part) or None
-        made.append(Annotation(path, line, title, describe(test), details))
-    return made, len(tests)
+    formulas: dict[tuple[str, int], list[TestResult]] = {}
+    for test in tests:
+        key = _formula_key(test, root, check_disk=check_disk)
+        if key is not None:
+            formulas.setdefault(key, []).append(test)
+    total = len(tests) + len(formulas)
+    made: list[Annotation] = []
+    for test in tests:
+        if len(made) >= MAX_ANNOTATIONS:
+            break
+        made.append(_failure(test, label, fallback, root, check_disk=check_disk))
+        key = _formula_key(test, root, check_disk=check_disk)
+        if test.derivative is not None and key in formulas and len(made) < MAX_ANNOTATIONS:
+            made.append(_formula(test.derivative, formulas.pop(key), label))
+    return made, total
+
+
+def _formula_key(test: TestResult, root: Path, *, check_disk: bool) -> tuple[str, int] | None:
+    """The derivatives.yaml entry a failure's annotation also goes on, if any."""
+    d = test.derivative
+    if (
+        d is None
+        or test.check not in FORMULA_CHECKS
+        or not _in_repository(d.file, root, check_disk=check_disk)
+    ):
+        return None
+    return PurePosixPath(d.file).as_posix(), d.line
+
+
+def _failure(
+    test: TestResult, label: str, fallback: tuple[str, int], root: Path, *, check_disk: bool
+) -> Annotation:
+    location = test.location
+    notes = []
+    if location is not None and placed(location, root, check_disk=check_disk):
+        path, line = PurePosixPath(location.file).as_posix(), max(1, location.line)
+    else:
+        path, line = fallback
+        if location is not None:  # say where it is, since the annotation cannot point there
+            where = " (in the installed torch package)" if location.relative_to == "torch" else ""
+            notes.append(f"OpInfo: {location}{where}")
+    if test.derivative is not None and test.check in FORMULA_CHECKS:
+        notes.append(f"backward formula: {test.derivative} ({test.derivative.name})")
+    title = f"{label}: {test.id}" + (f" (op {test.op})" if test.op not in test.id else "")
+    details = "\n\n".join(part for part in (test.traceback, test.output) if part) or None
+    return Annotation(path, line, title, "\n".join([describe(test), *notes]), details)
+
+
+def _formula(derivative: Derivative, tests: list[TestResult], label: str) -> Annotation:
+    """On a derivatives.yaml entry: the failures of its backward formula, the first in full."""
+    first = tests[0]
+    more = f" (+{len(tests) - 1} more)" if len(tests) > 1 else ""
+    title = f"{label} in the derivative of {derivative.name}: {first.id}{more}"
+    listed = "\n".join(f"- {t.id}" for t in tests)
+    count = f"{len(tests)} failing tests check" if len(tests) > 1 else "1 failing test checks"
+    message = f"{count} this backward formula:\n{listed}\n\n{describe(first)}"
+    details = "\n\n".join(part for part in (first.traceback, first.output) if part) or None
+    return Annotation(
+        PurePosixPath(derivative.file).as_posix(), max(1, derivative.line), title, message, details
+    )
 
 
 @dataclass(frozen=True)
