@@ -591,13 +591,21 @@ class Section:
 Row = Callable[[TestResult], tuple[list[str], str | None]]
 
 
-def _per_op_cap(total: int, max_rows: int | None) -> int | None:
-    """Rows one op may show before the rest of it is counted: many ops stay visible."""
+# Rows an op may show, tried in turn where a budget is given: the first with which every section
+# fits whole is used (a check run's or job summary's full list), else the usual cap, filled.
+_WHOLE_CAPS: tuple[int | None, ...] = (None, 10, 5)
+_USUAL = 0  # the usual cap
+
+
+def _per_op_cap(total: int, max_rows: int | None, whole: int | None = _USUAL) -> int | None:
+    """Rows one op may show before the rest of it is counted: many ops stay visible.
+    ``whole``: a cap from ``_WHOLE_CAPS`` to try instead, never tighter than the usual one."""
     if max_rows is not None and total > max_rows:
         return 1
-    if total <= 25:
-        return None
-    return 5 if total <= 200 else 3
+    usual = None if total <= 25 else 5 if total <= 200 else 3
+    if whole == _USUAL or usual is None:
+        return usual
+    return None if whole is None else max(whole, usual)
 
 
 def _section(
@@ -610,8 +618,9 @@ def _section(
     collapsed: bool = False,
     max_rows: int | None = None,
     rest: str = _RESULTS_FILES,
+    whole: int | None = _USUAL,
 ) -> Section:
-    cap = _per_op_cap(len(tests), max_rows)
+    cap = _per_op_cap(len(tests), max_rows, whole)
     units: list[Unit] = []
     for op, group in groupby(sorted(tests, key=lambda t: (t.op, t.id)), key=lambda t: t.op):
         members = list(group)
@@ -635,7 +644,7 @@ def _heading(style: Style, name: str, n: int, ops: int) -> str:
     return f"{name} ({n:,}{where})" if style.markdown else f"{name.upper()} ({n:,}{where})"
 
 
-def _failure_row(style: Style) -> Row:
+def _failure_row(style: Style, full_samples: bool) -> Row:
     def row(t: TestResult) -> tuple[list[str], str | None]:
         label = "" if t.outcome is Outcome.FAILED else f"{t.outcome.value}: "
         error = label + error_summary(t)
@@ -643,7 +652,7 @@ def _failure_row(style: Style) -> Row:
             sample = _sample(t, short=True)
             text = md_text(error) + (f" **{FAST_MODE_ONLY}** (slow mode passes)" if fast_mode_only(t) else "")
             cells = [md_text(t.check), md_text(t.dtype), md_code(sample) if sample else "", text]
-            full = _full_sample(t)
+            full = _full_sample(t) if full_samples else None
             below = None
             if full is not None:  # a list item; no table around it, so pipes stay as they are
                 below = f"- {md_code(t.id)} sample {t.sample_index}: {md_code(full, table=False)}\n"
@@ -730,7 +739,13 @@ def _describers(comparison: Comparison) -> dict[Category, Callable[[TestResult],
 
 
 def _sections(
-    style: Style, comparison: Comparison, *, max_rows: int | None = None, rest: str = _RESULTS_FILES
+    style: Style,
+    comparison: Comparison,
+    *,
+    max_rows: int | None = None,
+    rest: str = _RESULTS_FILES,
+    full_samples: bool = True,
+    whole: int | None = _USUAL,
 ) -> list[tuple[int, Section]]:
     """(fill priority, section), in display order."""
     describers = _describers(comparison)
@@ -748,12 +763,20 @@ def _sections(
             title = f"{kind.emoji} {title}"
         if kind.column is None:
             columns: Sequence[str] = _FAILURE_COLUMNS
-            row = _failure_row(style)
+            row = _failure_row(style, full_samples)
         else:
             columns = ("op", "check", "dtype", kind.column)
             row = _described_row(style, describers[category])
         section = _section(
-            style, title, columns, members, row, collapsed=kind.collapsed, max_rows=max_rows, rest=rest
+            style,
+            title,
+            columns,
+            members,
+            row,
+            collapsed=kind.collapsed,
+            max_rows=max_rows,
+            rest=rest,
+            whole=whole,
         )
         out.append((kind.priority, section))
     return out
@@ -942,9 +965,12 @@ def render(
     links: Links | None = None,
     max_rows: int | None = None,
     since: Since | None = None,
+    full_samples: bool = True,
 ) -> str:
     """The report, at most ``budget`` UTF-8 bytes (None: no limit) and ``max_rows`` rows a table
-    (None: as many as fit; ``COMMENT_ROWS`` for a PR comment, where an op then shows one row)."""
+    (None: as many as fit; ``COMMENT_ROWS`` for a PR comment, where an op then shows one row).
+    ``full_samples``: each failure's sample in full below its table, where the short form in the
+    table leaves something out (a check run's summary leaves them to its annotations)."""
     if fmt not in FORMATS:
         raise ValueError(f"fmt must be one of {FORMATS}, not {fmt!r}")
     if budget is not None and budget < 0:
@@ -959,10 +985,14 @@ def render(
     rest = _RESULTS_FILES
     if links is not None and links.rest is not None and safe_url(links.rest[1]) and style.markdown:
         rest = f"see {style.link(style.text(links.rest[0]), links.rest[1])}; {_RESULTS_FILES}"
-    sections = _sections(style, effective, max_rows=max_rows, rest=rest)
     bottom = _totals(style, head, effective.base)
 
-    def assemble() -> str:
+    def build(whole: int | None = _USUAL) -> list[tuple[int, Section]]:
+        return _sections(
+            style, effective, max_rows=max_rows, rest=rest, full_samples=full_samples, whole=whole
+        )
+
+    def assemble(sections: list[tuple[int, Section]]) -> str:
         body = "".join(section.render(style, section.shown) for _, section in sections)
         return top + "".join(notes) + context + body + bottom
 
@@ -970,11 +1000,22 @@ def render(
         return len(section.units) if max_rows is None else min(len(section.units), max_rows)
 
     if budget is None:
+        sections = build()
         for _, section in sections:
             section.shown = most(section)
-        return assemble()
+        return assemble(sections)
 
     fixed = sum(size(part) for part in (top, *notes, context, bottom))
+    if max_rows is None:  # room for every test (or a few more an op)? then all of them
+        for whole in _WHOLE_CAPS:
+            sections = build(whole)
+            if fixed + sum(section.cost(style, len(section.units)) for _, section in sections) <= budget:
+                for _, section in sections:
+                    section.shown = len(section.units)
+                return assemble(sections)
+            if all(len(s.units) == s.total for _, s in sections):
+                break  # no op is capped: tighter caps change nothing
+    sections = build()
     remaining = budget - fixed - sum(section.cost(style, 0) for _, section in sections)
     if remaining >= 0:
         by_priority = [section for _, section in sorted(sections, key=lambda item: item[0])]
@@ -988,7 +1029,7 @@ def render(
                         best = k
                 remaining -= section.cost(style, best) - current
                 section.shown = best
-        text = assemble()
+        text = assemble(sections)
         if size(text) <= budget:
             return text
     return _cut(_compact(style, top, effective, head), budget)
