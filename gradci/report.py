@@ -359,6 +359,7 @@ class Style:
         raise NotImplementedError
 
     def code(self, value: str | None, limit: int | None = None) -> str:
+        """Literal text in a line outside a table."""
         raise NotImplementedError
 
     def link(self, text: str, url: str | None) -> str:
@@ -413,7 +414,7 @@ class Markdown(Style):
         return md_text(value, limit)
 
     def code(self, value: str | None, limit: int | None = None) -> str:
-        return md_code(value, limit)
+        return md_code(value, limit, table=False)  # in a line of its own; table cells use md_code
 
     def link(self, text: str, url: str | None) -> str:
         url = safe_url(url)
@@ -872,7 +873,7 @@ def _context(style: Style, head: Results, base: Results | None, links: Links | N
         words.append(
             "base " + (_commit(style, base_sha, links) if base_sha else style.text(base.run.started_at))
         )
-    if links is not None and safe_url(links.check_run):
+    if links is not None and safe_url(links.check_run) and style.markdown:  # a word without its link: none
         words.append(style.link("check run", links.check_run))
     return style.line(" · ".join(words))
 

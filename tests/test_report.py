@@ -363,6 +363,9 @@ def test_links_to_the_commits_and_the_check_run() -> None:
     ]
     # without links (a results file alone): the results' own commits, as text
     assert "head aaaaaaaaaa · base aaaaaaaaaa\n" in render(head, compare(base, head))
+    # in text (a log), the commits without their links
+    text = render(head, compare(base, head), fmt="text", links=_links_for())
+    assert "\ntorch 2.13.0+cpu · cpu · head 0123456789 · base fedcba9876\n" in text
 
 
 @pytest.mark.parametrize(
@@ -435,6 +438,25 @@ def test_pr_comment_form_keeps_the_budget(big, budget: int) -> None:
         assert len(table) - 1 <= max(COMMENT_ROWS, 3)  # the totals have 3 rows
 
 
+def test_every_budget_is_kept_exactly_with_links_samples_and_since() -> None:
+    """Byte by byte where it matters: each budget from nothing to the whole report."""
+    base, head = _pair()
+    for test in head.tests:
+        if test.sample:
+            test.sample = test.sample.replace("(3,)", "(3, 4)") + " ошибка 💥 `x` | <b>"
+    comparison = compare(base, head)
+    since = Since([result("op💥")], SHA)
+    whole = render(head, comparison, links=_links_for(), since=since)
+    for max_rows in (None, 1, COMMENT_ROWS):
+        for budget in range(0, size(whole) + 20, 11):
+            report = render(
+                head, comparison, budget=budget, links=_links_for(), max_rows=max_rows, since=since
+            )
+            assert size(report) <= budget, (max_rows, budget)
+            report.encode("utf-8")  # never a split character
+    assert render(head, comparison, budget=size(whole), links=_links_for(), since=since) == whole
+
+
 def test_fixed_since_the_previous_push() -> None:
     base, head = _pair()
     fixed = [result(f"op{i:02d}") for i in range(12)]
@@ -451,6 +473,12 @@ def test_fixed_since_the_previous_push() -> None:
     text = render(head, compare(base, head), fmt="text", since=Since(fixed[:1], None))
     assert f"\nFixed since the previous push: 1 · {tid('op00')}\n" in text
     assert render(head, compare(base, head), since=Since([], SHA)) == render(head, compare(base, head))
+    # a hostile name: literal, in a line of its own
+    evil = render(head, compare(base, head), since=Since([result("x|`y`</details>\n| - |@z")], SHA))
+    line = next(t for t in GFM.parse(evil) if t.type == "inline" and "Fixed since" in t.content)
+    assert line.content.endswith("· ``test_fn_grad_x|`y`</details> | - |@z_cpu_float64``")
+    assert len(_tables(evil)) == len(_tables(render(head, compare(base, head))))
+    assert "</details>" not in GFM.render(evil).split("<h3>")[0]
 
 
 @pytest.mark.parametrize(
