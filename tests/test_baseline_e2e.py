@@ -41,7 +41,7 @@ def test_broken_backward_is_exactly_one_new_failure(tmp_path: Path) -> None:
         cwd=project, env={**env, "EXTOPS_BREAK": "scaled_mul"},
     )  # fmt: skip
     assert head.returncode == 1, head.stderr
-    assert "\ngradci: 1 new failure, 1 still failing on base\n" in head.stdout
+    assert "\ngradci: 2 tests ±0 · 1 new failure · 1 still failing on base\n" in head.stdout
     assert "NEW FAILURES (1)\n  extops.scaled_mul\n    grad  float64  " in head.stdout
 
     new_failure = "test_fn_grad_extops_scaled_mul_cpu_float64"
@@ -101,7 +101,7 @@ def test_reruns_find_flaky_tests_and_label_fast_mode_only(run_gradci, tmp_path: 
     assert done.returncode == 1
     assert _tests(tmp_path / "second.json")[flaky]["outcome"] == "failed"
     assert "attempts" not in _tests(tmp_path / "second.json")[flaky]
-    assert "gradci: 1 new failure\n" in done.stdout  # fast_only is not in this selection: removed
+    assert " · 1 new failure\n" in done.stdout  # fast_only is not in this selection: removed
 
 
 def test_run_with_unusable_baseline_writes_results_then_exits_3(run_gradci, tmp_path: Path) -> None:
@@ -117,7 +117,7 @@ def test_run_with_unusable_baseline_writes_results_then_exits_3(run_gradci, tmp_
     )
     assert lines[-1] == "gradci: error: base results unusable: missing.json: no such results file"
     assert (tmp_path / "gradci-results.json").is_file() and (tmp_path / "gradci-junit.xml").is_file()
-    assert "gradci: no failures (1 test; not compared with base)" in done.stdout
+    assert "gradci: 1 test · no failures · not compared with base\n" in done.stdout
 
 
 def test_baseline_durations_order_the_run_but_not_the_shards(tmp_path: Path) -> None:

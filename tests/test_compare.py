@@ -284,7 +284,7 @@ def test_compare_command(pair: tuple[Path, Path], tmp_path: Path) -> None:
     done = gradci("compare", str(base), str(head), "--markdown", "cmp.md", "--json", "cmp.json", cwd=tmp_path)
     assert done.returncode == 1, done.stderr
     assert done.stdout.startswith(
-        "gradci: 1 new failure, 1 fixed, 1 still failing on base, 1 flaky, 1 unexpected pass\n"
+        "gradci: 6 tests +1 · 1 new failure · 1 fixed · 1 still failing on base · 1 flaky · 1 unexpected pass\n"
     )
     data = json.loads((tmp_path / "cmp.json").read_text())
     jsonschema.validate(data, COMPARISON_SCHEMA)
@@ -297,7 +297,7 @@ def test_compare_command(pair: tuple[Path, Path], tmp_path: Path) -> None:
         "unexpected_pass": [tid("d")],
     }
     markdown = (tmp_path / "cmp.md").read_text()
-    assert markdown.startswith("## gradci: 1 new failure, 1 fixed, 1 still failing on base, 1 flaky")
+    assert markdown.startswith("## gradci: 6 tests +1 · 1 new failure · 1 fixed · 1 still failing on base")
     assert "### ❌ New failures (1)" in markdown and "<details><summary>Still failing on base (1)" in markdown
 
 
@@ -327,7 +327,7 @@ def test_compare_with_unusable_base_reports_head_and_exits_3(pair: tuple[Path, P
         "gradci: error: base results unusable: base.json: truncated (line 1, column 52)"
     ]
     assert (
-        "FAILURES (2 in 2 ops)" in done.stdout and "; not compared with base)" in done.stdout
+        "FAILURES (2 in 2 ops)" in done.stdout and " · not compared with base\n" in done.stdout
     )  # head still reported
     data = json.loads((tmp_path / "cmp.json").read_text())
     jsonschema.validate(data, COMPARISON_SCHEMA)

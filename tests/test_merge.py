@@ -134,7 +134,9 @@ def test_real_shards_merge_to_the_whole_run(run_gradci, tmp_path: Path) -> None:
     assert merged == whole and len(whole) == 8 and set(whole.values()) >= {"passed", "failed", "xfailed"}
     assert outcomes("s1.json").keys().isdisjoint(outcomes("s2.json").keys())
     done = run_gradci("compare", "all.json", "merged.json", "--json", "cmp.json")
-    assert done.returncode == 0 and done.stdout.startswith("gradci: no new failures, 1 still failing on base")
+    assert done.returncode == 0 and done.stdout.startswith(
+        "gradci: 8 tests ±0 · no new failures · 1 still failing on base · "
+    )
     assert not any(
         json.loads((tmp_path / "cmp.json").read_text())["tests"][k] for k in ("new_test", "removed_test")
     )

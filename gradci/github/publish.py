@@ -5,10 +5,16 @@ triggering run's artifact), finds base results (``artifacts``), compares them (`
 renders the report (``report``), and publishes, each part on its own so one failing does not stop
 the others:
 
-1. the check run with annotations (needs ``checks: write``);
-2. the pull-request comment (needs ``pull-requests: write``);
+1. the check run with annotations (needs ``checks: write``): the report as long as its summary
+   allows;
+2. the pull-request comment (needs ``pull-requests: write``): the report kept short
+   (``report.COMMENT_ROWS`` rows a table), linking to the check run for the rest, and what was
+   fixed since its previous version;
 3. the job summary (``$GITHUB_STEP_SUMMARY``) and the step outputs (``$GITHUB_OUTPUT``);
 4. where the check run could not be written: ``::error`` annotations in the log instead.
+
+Each report links the commit tested (a pull request's head, not the merge commit the run checked
+out), the base commit compared with, and, once created, the check run.
 
 A failed API call is a warning (``::warning::`` in Actions) naming what to change, never the
 token. A fork's ``pull_request`` run has a read-only token: gradci does not try the two writes
@@ -187,6 +193,7 @@ class Publisher:
         self.log = log
         self.environ = environ
         self.in_actions = environ.get("GITHUB_ACTIONS") == "true"
+        self.check_run_url: str | None = None  # once created: the comment and job summary link it
 
     def reachable_api(self) -> Api | None:
         """The API, unless there is no token or GitHub was unreachable (said once already)."""
@@ -309,17 +316,50 @@ class Publisher:
             return Base(None, problem)
         return Base(results, sha=search.artifact.head_sha, note=search.note)
 
-    def render(self, head: Results, comparison: comparing.Comparison, base: Base, budget: int) -> str:
+    def links(
+        self, comparison: comparing.Comparison, base: Base, rest: tuple[str, str] | None = None
+    ) -> report.Links:
+        ctx = self.context
+        return report.Links(
+            server=ctx.server_url,
+            repository=ctx.repository,
+            head_sha=ctx.head_sha,
+            base_sha=base.sha if comparison.base is not None else None,
+            check_run=self.check_run_url,
+            rest=rest,
+        )
+
+    def render(
+        self,
+        head: Results,
+        comparison: comparing.Comparison,
+        base: Base,
+        budget: int,
+        *,
+        max_rows: int | None = None,
+        since: report.Since | None = None,
+        rest: tuple[str, str] | None = None,
+        full_samples: bool = True,
+    ) -> str:
         """The report within ``budget`` bytes, with a footer: where the base came from, the run."""
         parts = []
         if base.note and comparison.base is not None:
             parts.append(report.md_text(base.note))
-        if self.context.run_url:
-            parts.append(f"[workflow run]({self.context.run_url})")
+        run_url = report.safe_url(self.context.run_url)
+        if run_url:
+            parts.append(f"[workflow run]({run_url})")
         footer = f"\n<sub>{' · '.join(parts)}</sub>\n" if parts else ""
         name = self.settings.check_name
         text = report.render(
-            head, comparison, fmt="markdown", budget=max(0, budget - report.size(footer)), title=name
+            head,
+            comparison,
+            fmt="markdown",
+            budget=max(0, budget - report.size(footer)),
+            title=name,
+            links=self.links(comparison, base, rest),
+            max_rows=max_rows,
+            since=since,
+            full_samples=full_samples,
         )
         return text + footer if report.size(text + footer) <= budget else text
 
@@ -339,9 +379,11 @@ class Publisher:
         )
         note = ""
         if total > len(found):
-            note = f"\n\n_Annotations show the first {len(found):,} of {total:,} failures._\n"
+            note = f"\n\n_Annotations: the first {len(found):,} of {total:,}; the results files hold every failure._\n"
         name = self.settings.check_name
-        summary = self.render(head, comparison, base, check_run.SUMMARY_LIMIT - report.size(note))
+        # the annotations hold each sample in full: the summary's bytes go to rows
+        budget = check_run.SUMMARY_LIMIT - report.size(note)
+        summary = self.render(head, comparison, base, budget, full_samples=False)
         try:
             done = check_run.publish(
                 api,
@@ -358,6 +400,7 @@ class Publisher:
             return False
         if done.warning:
             self.log.warn(done.warning)
+        self.check_run_url = done.url
         self.log.published.append(f"check run {name!r} ({done.annotations} annotations)")
         return True
 
@@ -398,9 +441,28 @@ class Publisher:
             return
         create = comment.wanted(mode, comparison)
         name = self.settings.check_name
-        body = self.render(head, comparison, base, comment.body_budget(name))
         try:
-            done = comment.upsert(api, ctx.pr_number, body, check_name=name, create=create)
+            found = comment.find(api, ctx.pr_number, check_name=name)
+        except GitHubError as exc:
+            self.log.warn(self._explain_write_failure("comment", exc))
+            return
+        since = comment.fixed_since(comment.read_state(found.body), head, ctx.head_sha)
+        if since is not None and since.fixed:
+            what = "run" if since.same_commit else "push"
+            self.log.info(f"fixed since the previous {what}: {len(since.fixed):,}")
+        tail = f"\n{comment.state(ctx.head_sha, comment.failing_ids(head))}\n"
+        # the comment stays short; the rest is in the check run (or the run's job summary)
+        rest = None
+        if self.check_run_url:
+            rest = ("the check run", self.check_run_url)
+        elif ctx.run_url and self.environ.get("GITHUB_STEP_SUMMARY"):
+            rest = ("the job summary", ctx.run_url)
+        budget = comment.body_budget(name) - report.size(tail)
+        body = self.render(
+            head, comparison, base, budget, max_rows=report.COMMENT_ROWS, since=since, rest=rest
+        )
+        try:
+            done = comment.write(api, found, ctx.pr_number, body + tail, check_name=name, create=create)
         except GitHubError as exc:
             self.log.warn(self._explain_write_failure("comment", exc))
             return

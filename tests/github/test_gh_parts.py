@@ -3,19 +3,23 @@ error messages, artifact archives, annotations."""
 
 from __future__ import annotations
 
+import base64
 import io
 import json
+import re
+import time
 import zipfile
 from pathlib import Path
 
 import pytest
 from ghfake import make_zip, payload
-from ghfixtures import ops_results, read_outputs, result
+from ghfixtures import ops_results, read_outputs, result, results
 
 from gradci.compare import compare
 from gradci.errors import UsageError
-from gradci.github import artifacts, check_run, client, context, workflow_commands
+from gradci.github import artifacts, check_run, client, comment, context, workflow_commands
 from gradci.locate import Location
+from gradci.report import Since
 from gradci.results import Outcome
 
 # --- context -------------------------------------------------------------------------------------
@@ -279,3 +283,95 @@ def test_annotation_locations(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").unlink()
     made, _ = check_run.annotations_for(compare(None, head), root=tmp_path, workflow_path=".github/x.yml")
     assert made[1].path == ".github/x.yml"
+
+
+# --- the comment's hidden state ------------------------------------------------------------------
+
+SHA = "ab" * 20
+
+
+def _digests(*ids: str) -> str:
+    """The ids= field as gradci writes it."""
+    line = comment.state(SHA, ids)
+    return line.split(" ids=", 1)[1].removesuffix(" -->")
+
+
+def test_comment_state_round_trip() -> None:
+    head = ops_results({"beta", "gamma"}, ["alpha", "beta", "gamma", "delta"])
+    failing = comment.failing_ids(head)
+    line = comment.state(SHA, failing)
+    assert re.fullmatch(r"<!-- gradci-state: v1 sha=(ab){20} failing=2 ids=[A-Za-z0-9_-]{11} -->", line)
+    body = f"{comment.marker('gradci')}\n## gradci: report\n\n<sub>footer</sub>\n\n{line}\n"
+    state = comment.read_state(body)
+    assert state is not None and state.sha == SHA and state.failing is not None
+    assert len(state.failing) == 2
+    # beta is fixed now; gamma still fails; alpha passed before too; delta passes only on a re-run
+    now = ops_results({"gamma"}, ["alpha", "beta", "gamma", "delta"])
+    now.tests[3].attempts = [{"outcome": "failed", "duration": 0.1, "message": "x"}]
+    since = comment.fixed_since(state, now, "cd" * 20)
+    assert since is not None and [t.op for t in since.fixed] == ["beta"]
+    assert since.sha == SHA and since.same_commit is False
+    again = comment.fixed_since(state, now, SHA)
+    assert again is not None and again.same_commit is True
+    # a test that now xfails, is skipped or errors is not fixed
+    other = results([result("beta", Outcome.SKIPPED), result("gamma", Outcome.XFAILED)])
+    assert comment.fixed_since(state, other, SHA) == Since([], SHA, same_commit=True)
+    assert comment.fixed_since(None, now, SHA) is None
+
+
+def test_comment_state_remembers_at_most_max_tracked() -> None:
+    ids = [f"test_fn_grad_op{i}_cpu_float64" for i in range(comment.MAX_TRACKED + 1)]
+    line = comment.state(SHA, ids)
+    assert line == f"<!-- gradci-state: v1 sha={SHA} failing={comment.MAX_TRACKED + 1} ids= -->"
+    state = comment.read_state(line)
+    assert state == comment.State(SHA, None)
+    assert comment.fixed_since(state, ops_results(set(), ["a"]), SHA) is None  # nothing to say
+    full = comment.state(SHA, ids[:-1])
+    assert len(full) < 5_500 and comment.read_state(full) is not None  # the most it writes, read back
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        (None, "no comment"),
+        ("", "empty"),
+        ("## gradci: report without a state (an older gradci)", "none"),
+        (f"<!-- gradci-state: v1 sha={SHA} failing=1 ids=AAAAAA -->\n" * 2, "two: an edit added one"),
+        (f"<!-- gradci-state: v1 sha={SHA.upper()} failing=1 ids=AAAAAA -->", "not a SHA as written"),
+        (f"<!-- gradci-state: v1 sha={SHA[:39]} failing=1 ids=AAAAAA -->", "short SHA"),
+        (f"<!-- gradci-state: v2 sha={SHA} failing=1 ids=AAAAAA -->", "another version"),
+        (f"<!-- gradci-state: v1 sha={SHA} failing=2 ids=AAAAAA -->", "count and hashes disagree"),
+        (f"<!-- gradci-state: v1 sha={SHA} failing=1 ids=AAAAAAA -->", "not whole hashes"),
+        (f"<!-- gradci-state: v1 sha={SHA} failing=1 ids=AAAA+A== -->", "not base64url"),
+        (f"<!-- gradci-state: v1 sha={SHA} failing=1 ids=A -->", "not base64"),
+        (f"<!-- gradci-state: v1 sha={SHA} failing=99999999 ids= -->", "count too long"),
+        (f"<!-- gradci-state: v1 sha={SHA} failing=1001 ids=AAAAAA -->", "too many, yet hashes"),
+        (f"<!-- gradci-state: v1 sha={SHA} failing=2 ids=AAAAAAAAAAA -->", "a hash twice"),
+        ("<!-- gradci-state: v1 sha=" + SHA + " failing=1 ids=" + "A" * 6000 + " -->", "over the bound"),
+        ("x" * 140_000 + f"<!-- gradci-state: v1 sha={SHA} failing=1 ids=AAAAAA -->", "beyond what is read"),
+        (f"<!-- gradci-state: v1 sha={SHA} failing=1 ids=AAAAAA\n-->", "a line break inside"),
+        (f"<!--  gradci-state: v1 sha={SHA} failing=1 ids=AAAAAA -->", "spacing"),
+    ],
+)
+def test_comment_state_that_is_not_exactly_as_written_is_ignored(body: str | None, why: str) -> None:
+    assert comment.read_state(body) is None, why
+
+
+def test_comment_state_in_order_and_out_of_order() -> None:
+    two = _digests("test_a", "test_b")
+    assert comment.read_state(f"<!-- gradci-state: v1 sha={SHA} failing=2 ids={two} -->") is not None
+    raw = base64.urlsafe_b64decode(two + "=" * (-len(two) % 4))
+    swapped = base64.urlsafe_b64encode(raw[4:] + raw[:4]).decode().rstrip("=")
+    assert comment.read_state(f"<!-- gradci-state: v1 sha={SHA} failing=2 ids={swapped} -->") is None
+
+
+def test_comment_state_reading_is_bounded() -> None:
+    """A comment body of hostile text cannot make the reading slow."""
+    started = time.monotonic()
+    for body in (
+        "<!-- gradci-state: v1 sha=" * 10_000,
+        ("<!-- gradci-state: v1 sha=" + SHA + " failing=1 ids=" + "A" * 5_000) * 30,
+        "ids=" + "A" * 1_000_000,
+    ):
+        assert comment.read_state(body) is None
+    assert time.monotonic() - started < 1.0

@@ -27,8 +27,10 @@ from ghfixtures import (  # noqa: F401 - fixtures
 )
 
 from gradci import docs
+from gradci.github import comment
 from gradci.github.comment import marker
 from gradci.locate import Location
+from gradci.report import COMMENT_ROWS
 from gradci.results import Outcome
 
 OPS = ["alpha", "beta", "gamma", "delta"]
@@ -36,6 +38,22 @@ OPS = ["alpha", "beta", "gamma", "delta"]
 
 def pr_env(sc: Scenario, name: str = "pull_request.opened.json", **kwargs: object) -> dict[str, str]:
     return actions_env(sc, "pull_request", payload(name), **kwargs)  # type: ignore[arg-type]
+
+
+def pushed_again(sc: Scenario, name: str) -> dict[str, object]:
+    """A synchronize event for a new head commit on the pull request's branch."""
+    event = payload("pull_request.synchronize.json")
+    before = sc.repo.pulls[2].head_sha
+    after = sc.repo.add_commit(fake_sha(name), [before])
+    sc.repo.branches["changes"] = after
+    sc.repo.pulls[2] = Pull(2, after, "changes", "Codertocat/Hello-World", "master")
+    event["pull_request"]["head"]["sha"] = after
+    event["before"], event["after"] = before, after
+    return event
+
+
+def commit_url(sha: str) -> str:
+    return f"https://github.com/Codertocat/Hello-World/commit/{sha}"
 
 
 def the_check_run(sc: Scenario) -> object:
@@ -78,8 +96,19 @@ def test_pull_request_first_run_creates_the_comment_second_run_edits_it(
     assert run.annotations[0]["title"] == "New failure: test_fn_grad_beta_cpu_float64"
     assert "repro: gradci repro test_fn_grad_beta_cpu_float64 --sample 0" in run.annotations[0]["message"]
     [comment] = gradci_comments(sc)
-    assert comment.body.startswith(marker("gradci") + "\n## gradci: 1 new failure")
+    assert comment.body.startswith(marker("gradci") + "\n## gradci: 4 tests ±0 · 1 new failure\n")
     assert comment.issue == 2 and comment.edits == 0
+    # links: the pull request's head (not the merge commit the run checked out), the base compared
+    # with, and the check run, as GitHub gave its page
+    check_url = f"https://github.com/Codertocat/Hello-World/runs/{run.id}"
+    assert (
+        f"head [{sc.pr_head[:10]}]({commit_url(sc.pr_head)}) · "
+        f"base [{sc.merge_base[:10]}]({commit_url(sc.merge_base)}) · [check run]({check_url})\n"
+    ) in comment.body
+    assert fake_sha("merge-commit") not in comment.body
+    assert f"[check run]({check_url})" in first.summary  # the job summary, written after it
+    assert f"head [{sc.pr_head[:10]}]({commit_url(sc.pr_head)}) · base " in run.output["summary"]
+    assert "[check run]" not in run.output["summary"]  # not itself
     assert (
         f"<sub>base results: artifact gradci-results-cpu of the merge base {sc.merge_base[:10]}"
         in comment.body
@@ -88,16 +117,24 @@ def test_pull_request_first_run_creates_the_comment_second_run_edits_it(
     assert first.outputs["new-failures"] == "1" and first.outputs["conclusion"] == "failure"
     assert first.outputs["base-sha"] == sc.merge_base and first.outputs["compared"] == "true"
     assert first.outputs["total"] == "4" and first.outputs["results-json"] == "gradci-results.json"
-    assert "## gradci: 1 new failure" in first.summary
+    assert "## gradci: 4 tests ±0 · 1 new failure\n" in first.summary
     assert "merge base" in first.stderr
 
     # The author pushes a fix: synchronize. The same comment is edited; no second one appears.
     write_results(sc, ops_results(set(), OPS))
-    second = publish(sc, pr_env(sc, "pull_request.synchronize.json"), monkeypatch=monkeypatch, capsys=capsys)
+    env = actions_env(sc, "pull_request", pushed_again(sc, "fix"))
+    second = publish(sc, env, monkeypatch=monkeypatch, capsys=capsys)
     assert second.code == 0, second.stderr
     [comment] = gradci_comments(sc)
     assert comment.edits == 1
-    assert "no new failures" in comment.body
+    assert comment.body.startswith(marker("gradci") + "\n## gradci: 4 tests ±0 · no new failures\n")
+    # what the first version showed failing and passes now, from the hidden line it ended in
+    assert (
+        f"\n✅ **Fixed since the previous push** ([{sc.pr_head[:10]}]({commit_url(sc.pr_head)})): 1 · "
+        "`test_fn_grad_beta_cpu_float64`\n"
+    ) in comment.body
+    assert "fixed since the previous push: 1" in second.stderr
+    assert "Fixed since" not in second.summary  # a line of the comment only
     assert len(sc.repo.comments) == 1
     assert [r.conclusion for r in sc.repo.check_runs.values()] == ["failure", "success"]
     assert second.outputs["conclusion"] == "success" and second.outputs["new-failures"] == "0"
@@ -158,7 +195,7 @@ def test_fork_pull_request_skips_the_refused_writes_and_falls_back_to_log_annota
     assert len(errors) == 10  # GitHub shows 10 error annotations per step
     assert errors[0].startswith("::error file=.github/workflows/gradci.yml,line=1,title=New failure%3A ")
     assert errors[-1].startswith("::error title=gradci%3A 4 more::4 more not shown here")
-    assert "## gradci: 13 new failures" in done.summary
+    assert "## gradci: 16 tests +12 · 13 new failures\n" in done.summary
     assert done.outputs["new-failures"] == "13" and done.outputs["conclusion"] == "failure"
     assert done.outputs["compared"] == "true"
     assert "published: 10 annotations in the log, job summary" in done.stderr
@@ -194,7 +231,7 @@ def test_a_refused_write_on_a_same_repository_pull_request_is_one_warning_each(
     forks = docs.url("publishing.md", "pull-requests-from-forks")
     assert all(f"two-workflow pattern ({forks})" in w for w in (check, comment))
     assert any(line.startswith("::error ") for line in done.stdout.splitlines())
-    assert "## gradci: 1 new failure" in done.summary
+    assert "## gradci: 4 tests ±0 · 1 new failure\n" in done.summary
     assert done.code == 1
 
 
@@ -270,7 +307,62 @@ def test_a_report_over_the_size_limits_is_cut_to_fit_each_place(
     assert len(comment.body) <= 65_536
     assert len((sc.tmp / "step-summary.md").read_bytes()) <= 1024 * 1024
     assert done.summary.startswith("earlier step output\n")
-    assert "## gradci: 1,500 new failures" in done.summary
+    assert "## gradci: 1,500 tests ±0 · 1,500 new failures\n" in done.summary
+
+
+SAMPLE = (
+    'SampleInput(input=Tensor[size=(3, 4), device="cpu", dtype=torch.float64], args=(TensorList[Tensor['
+    'size=(3,), device="cpu", dtype=torch.int64]],Tensor[size=(3, 4), device="cpu", dtype=torch.float64]), '
+    "kwargs={'accumulate': 'False'}, broadcasts_input=False, name='')"
+)
+
+
+def test_hundreds_of_new_failures_keep_the_comment_short_and_the_check_run_long(
+    scenario: Scenario, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """603 new failures over 70 ops: the comment shows COMMENT_ROWS rows and links the check run,
+    whose summary shows hundreds of rows, the job summary all of them."""
+    sc = scenario
+    ops = [f"linalg.op{i:02d}" for i in range(70)]
+    dtypes = ("float64", "complex128", "float32", "bfloat16", "float16")
+    variants = [(check, dtype) for check in ("grad", "gradgrad") for dtype in dtypes]
+    base = results([result(op, Outcome.PASSED, check=c, dtype=d) for op in ops for c, d in variants])
+    sc.artifact_at(sc.merge_base, base)
+    tests = [result(op, Outcome.PASSED, check=c, dtype=d) for op in ops for c, d in variants]
+    broken = [op * 10 + k for op in range(70) for k in range(9 if op < 43 else 8)]
+    assert len(broken) == 603 and len({tests[i].op for i in broken}) == 70
+    for i in broken:
+        tests[i] = result(tests[i].op, Outcome.FAILED, check=tests[i].check, dtype=tests[i].dtype)
+        tests[i].sample = SAMPLE
+    write_results(sc, results(tests))
+    done = publish(sc, pr_env(sc), monkeypatch=monkeypatch, capsys=capsys)
+    assert done.code == 1
+
+    run = the_check_run(sc)
+    check_url = f"https://github.com/Codertocat/Hello-World/runs/{run.id}"
+    [comment] = gradci_comments(sc)
+    body = comment.body
+    assert body.startswith(marker("gradci") + "\n## gradci: 700 tests ±0 · 603 new failures\n")
+    assert len(body.encode()) < 12_000  # 603 failures, a short comment
+    table = [line for line in body.splitlines() if line.startswith("| `linalg.op") or line.startswith("| | ")]
+    assert len(table) == COMMENT_ROWS
+    assert [line.split(" | ")[0] for line in table[::2]] == [f"| `linalg.op{i:02d}`" for i in range(10)]
+    assert all("… and " in line for line in table[1::2])  # each op: one failure, then its count
+    assert f"not shown (see [the check run]({check_url}); the results files hold them all)_" in body
+    # the sample: short in the table, in full below it
+    assert "| `0: f64[3,4], [i64[3]], f64[3,4], accumulate=False` |" in table[0]
+    assert f"\n- `test_fn_grad_linalg_op00_cpu_bfloat16` sample 0: `{SAMPLE}`\n" in body
+    # the check run: its summary within 65,535, hundreds of rows, and 500 annotations
+    summary = run.output["summary"]
+    assert 30_000 < len(summary) <= 65_535
+    rows = [line for line in summary.splitlines() if line.startswith("| ") and "linalg" in line]
+    assert len(rows) == 70 * 3 and sum(line.startswith("| `linalg.op") for line in rows) == 70
+    assert "not shown" not in summary  # each op: 3 failures and the count of the rest
+    assert len(run.annotations) == 500 and "Annotations show the first 500 of 603 failures" in summary
+    # the job summary: every one
+    assert "not shown" not in done.summary
+    assert done.summary.count("| `0: f64[3,4], [i64[3]], f64[3,4], accumulate=False` |") == 603
+    assert "… and" not in done.summary and done.summary.count("\n- `test_fn_") == 603
 
 
 def test_secondary_rate_limit_is_retried_after_retry_after(
@@ -539,6 +631,55 @@ def test_our_comment_is_told_apart_from_others(
     assert sc.repo.comments[11].body == f"quoting: {marker('gradci')}"
     assert sc.repo.comments[12].body.endswith("the CUDA report")
     assert len(sc.server.calls_to("GET", r".*/issues/2/comments")) == 4  # 2 pages, twice
+
+
+def test_fixed_since_the_previous_version_is_read_strictly_from_the_comment(
+    scenario: Scenario, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Anyone with write access can edit our comment: its hidden line is believed only as a set of
+    hashes to look this run's tests up in; nothing else in the old body reaches the new one."""
+    from ghfake import T0, Comment
+
+    sc = scenario
+    sc.artifact_at(sc.merge_base, ops_results(set(), OPS))
+    elsewhere = "f" * 40  # not a commit of the repository: linked all the same, it is only a commit
+    forged = comment.state(elsewhere, ["test_fn_grad_alpha_cpu_float64", "test_fn_grad_nosuch_cpu_float64"])
+    hostile = "</details><img src=x onerror=alert(1)> @octocat Fixed since the previous push: `test_evil`"
+    sc.repo.comments[50] = Comment(
+        50, 2, f"{marker('gradci')}\n{hostile}\n{forged}\n", "github-actions[bot]", "Bot", T0, T0
+    )
+    write_results(sc, ops_results({"beta"}, OPS))
+    done = publish(sc, pr_env(sc), monkeypatch=monkeypatch, capsys=capsys)
+    assert done.code == 1
+
+    [edited] = gradci_comments(sc)
+    assert edited.id == 50 and edited.edits == 1
+    line = [line for line in edited.body.splitlines() if "Fixed since" in line]
+    assert line == [
+        f"✅ **Fixed since the previous push** ([ffffffffff]({commit_url(elsewhere)})): 1 · "
+        "`test_fn_grad_alpha_cpu_float64`"
+    ]
+    assert "img" not in edited.body and "test_evil" not in edited.body and "nosuch" not in edited.body
+    now = comment.read_state(edited.body)  # what this version remembers: its commit, beta
+    assert now is not None and now.sha == sc.pr_head and now.failing is not None and len(now.failing) == 1
+
+    # An edit that adds a second hidden line: neither is believed, and the next version says nothing
+    sc.repo.comments[50].body += forged + "\n"
+    write_results(sc, ops_results(set(), OPS))
+    done = publish(sc, pr_env(sc), monkeypatch=monkeypatch, capsys=capsys)
+    assert done.code == 0 and "Fixed since" not in sc.repo.comments[50].body
+    assert sc.repo.comments[50].body.count("<!-- gradci-state: ") == 1
+
+    # A re-run of the same commit after a fix: "since the previous run"
+    sc.repo.comments[50].body = sc.repo.comments[50].body.replace(
+        sc.repo.comments[50].body.rsplit("\n", 2)[-2],
+        comment.state(sc.pr_head, ["test_fn_grad_gamma_cpu_float64"]),
+    )
+    publish(sc, pr_env(sc), monkeypatch=monkeypatch, capsys=capsys)
+    assert (
+        f"✅ **Fixed since the previous run** ([{sc.pr_head[:10]}]({commit_url(sc.pr_head)})): 1 · "
+        "`test_fn_grad_gamma_cpu_float64`\n"
+    ) in sc.repo.comments[50].body
 
 
 def test_a_named_base_file_is_compared_and_an_unusable_one_is_exit_code_3(
