@@ -299,7 +299,7 @@ def test_a_report_over_the_size_limits_is_cut_to_fit_each_place(
     assert len(run.output["summary"]) <= 65_535
     assert len(run.annotations) == 500  # MAX_ANNOTATIONS, in 10 requests
     assert run.requests == 10
-    assert "Annotations show the first 500 of 1,500 failures" in run.output["summary"]
+    assert "Annotations: the first 500 of 1,500" in run.output["summary"]
     assert all(len(a["title"]) <= 255 and a["title"].endswith("…") for a in run.annotations)
     assert all(len(a["raw_details"].encode()) <= 65_535 for a in run.annotations)
     assert run.annotations[0]["raw_details"].endswith("…")  # a 100 KB traceback, cut
@@ -358,7 +358,7 @@ def test_hundreds_of_new_failures_keep_the_comment_short_and_the_check_run_long(
     rows = [line for line in summary.splitlines() if line.startswith("| ") and "linalg" in line]
     assert len(rows) == 70 * 3 and sum(line.startswith("| `linalg.op") for line in rows) == 70
     assert "not shown" not in summary  # each op: 3 failures and the count of the rest
-    assert len(run.annotations) == 500 and "Annotations show the first 500 of 603 failures" in summary
+    assert len(run.annotations) == 500 and "Annotations: the first 500 of 603" in summary
     # the job summary: every one
     assert "not shown" not in done.summary
     assert done.summary.count("| `0: f64[3,4], [i64[3]], f64[3,4], accumulate=False` |") == 603
