@@ -4,6 +4,7 @@
     python benchmarks/bench_vs_pytest.py            # the whole CPU suite (about 50 minutes on 2 cores)
     python benchmarks/bench_vs_pytest.py --quick    # a subset with long and short tests (about 10 minutes)
     python benchmarks/bench_vs_pytest.py --ops 'linalg.*'
+    python benchmarks/bench_vs_pytest.py --suite forward --no-plain   # the forward-mode AD suite
 
 Runs, one after the other on an otherwise idle machine:
 
@@ -17,7 +18,8 @@ its workers), gradci's overhead over that floor, its time to first result, the p
 largest process of each command and of a gradci worker, how evenly 4 shards planned from the shipped
 durations split this run's time, and whether all runs agree on every test's outcome.
 
-The reference file is $GRADCI_REFERENCE (default ../shared/reference/test_ops_gradients.py). Results go
+The reference file is $GRADCI_REFERENCE (default ../shared/reference/test_ops_gradients.py); with
+--suite forward, $GRADCI_REFERENCE_FWD (default gradci's own oracle, tests/parity/fwd_reference.py). Results go
 to --out (default .bench/) as bench.json and bench.md.
 """
 
@@ -110,10 +112,20 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help=f"a quick subset: {','.join(QUICK)}")
     parser.add_argument("--workers", type=int, default=2, help="pytest -n (gradci uses its default)")
     parser.add_argument("--out", type=Path, default=REPO / ".bench")
+    parser.add_argument(
+        "--suite",
+        choices=("backward", "forward"),
+        default="backward",
+        help="forward: test_ops_fwd_gradients.py ($GRADCI_REFERENCE_FWD) against gradci run --checks forward",
+    )
+    parser.add_argument(
+        "--no-plain", action="store_true", help="leave out plain pytest -n 2 (the slowest, by far)"
+    )
     args = parser.parse_args()
-    reference = harness.reference_path()
+    reference = harness.reference_path(args.suite)
     if not reference.is_file():
-        parser.error(f"reference suite not found at {reference}; set GRADCI_REFERENCE")
+        variable = "GRADCI_REFERENCE_FWD" if args.suite == "forward" else "GRADCI_REFERENCE"
+        parser.error(f"reference suite not found at {reference}; set {variable}")
     ops = QUICK if args.quick else [p for p in args.ops.replace(" ", ",").split(",") if p]
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -133,6 +145,8 @@ def main() -> int:
         str(out / "gradci.json"),
         "--junit",
         str(out / "gradci.xml"),
+        "--checks",
+        args.suite,
     ] + (["--ops", ",".join(ops)] if ops else [])
     print("gradci run ...", flush=True)
     runs["gradci"] = timed(gradci_cmd, env=dict(os.environ), cwd=out, log=out / "gradci.log")
@@ -144,7 +158,8 @@ def main() -> int:
             system_cmd, env=dict(os.environ), cwd=out, log=out / "gradci-system.log"
         )
 
-    for label, one_thread in (("pytest_omp1", True), ("pytest", False)):
+    pytest_runs = (("pytest_omp1", True),) + (() if args.no_plain else (("pytest", False),))
+    for label, one_thread in pytest_runs:
         records = out / f"{label}-outcomes"
         records.mkdir(exist_ok=True)
         for stale in records.glob("*.json"):
@@ -180,7 +195,11 @@ def main() -> int:
         "gradci_allocator": allocator,
         "wall": {k: round(v["wall"], 1) for k, v in runs.items()},
         "ratio_vs_pytest_omp1": round(runs["gradci"]["wall"] / runs["pytest_omp1"]["wall"], 3),
-        "ratio_vs_pytest": round(runs["gradci"]["wall"] / runs["pytest"]["wall"], 3),
+        **(
+            {"ratio_vs_pytest": round(runs["gradci"]["wall"] / runs["pytest"]["wall"], 3)}
+            if "pytest" in runs
+            else {}
+        ),
         **(
             {
                 "system_malloc_ratio_vs_pytest_omp1": round(
@@ -211,7 +230,13 @@ def main() -> int:
                 else []
             ),
             f"| OMP_NUM_THREADS=1 pytest -n {args.workers} | {summary['wall']['pytest_omp1']} s | {summary['ratio_vs_pytest_omp1']} |",
-            f"| pytest -n {args.workers} | {summary['wall']['pytest']} s | {summary['ratio_vs_pytest']} |",
+            *(
+                [
+                    f"| pytest -n {args.workers} | {summary['wall']['pytest']} s | {summary['ratio_vs_pytest']} |"
+                ]
+                if "pytest" in runs
+                else []
+            ),
             f"| compute floor (gradci's test durations / {workers}) | {summary['compute_floor']} s | |",
         ]
     )

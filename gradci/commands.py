@@ -364,7 +364,7 @@ def repro(settings: Settings, test_id: str, sample: int | None) -> int:
     from .catalog import select
     from .plan import build_plan
     from .session import load_entries, resolve_device
-    from .suite import build_test_class
+    from .suite import build_test_classes, class_for
     from .worker import instrument, run_one
 
     resolve_device(parsed.device)
@@ -376,7 +376,8 @@ def repro(settings: Settings, test_id: str, sample: int | None) -> int:
         raise SelectionError(
             f"no test {parsed.name} among the configured ops", hint="'gradci list' prints the known test ids"
         )
-    cls = build_test_class(parsed.device, plan.ops_by_method)
+    cls = class_for(build_test_classes(parsed.device, plan.ops_by_method), parsed.name)
+    assert cls is not None  # the plan has the test, so its class exists
     instrument()
     print(
         f"gradci repro: {cls.__name__}.{parsed.name}"

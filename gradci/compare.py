@@ -4,6 +4,8 @@ Every test id is classified by the first rule that applies (``classify``):
 
 ======================  ===============================================================================
 removed_test            on base only
+new_test                on head only, of a check the base run did not select (the forward suite added
+                        by a change, say): failing or not, there is nothing to compare it with
 flaky                   on head it failed (or errored) first and passed when re-run
 new_failure             failed or errored on head; on base it did not fail, or did not exist
 still_failing           failed or errored on both (broken on the base branch: not the change's fault)
@@ -172,10 +174,17 @@ class Comparison:
         write_output(path, json.dumps(self.to_json(fail_on), indent=1) + "\n")
 
 
-def classify(base: TestResult | None, head: TestResult | None) -> Category | None:
-    """The category of one test id, or None when it is unchanged."""
+def classify(base: TestResult | None, head: TestResult | None, *, base_ran: bool = True) -> Category | None:
+    """The category of one test id, or None when it is unchanged.
+
+    ``base_ran``: whether the base run selected this test's check at all. A check the base did not
+    run (the forward suite, added in this change) makes new tests, failing or not: nothing says
+    the change broke them.
+    """
     if head is None:
         return None if base is None else Category.REMOVED_TEST
+    if base is None and not base_ran:
+        return Category.NEW_TEST
     if head.flaky:
         return Category.FLAKY
     if head.outcome in _BROKEN:
@@ -281,9 +290,11 @@ def compare(base: Results | None, head: Results, *, baseline_problem: str | None
         if base_repeated:
             warnings.append(_duplicates_warning("base", base_repeated))
         warnings[:0] = caveats(base, head)
+        base_checks = base.run.selection.get("checks")
+        ran = set(base_checks) if isinstance(base_checks, list) and base_checks else None
         for test_id in sorted(heads.keys() | bases.keys()):
             b, h = bases.get(test_id), heads.get(test_id)
-            category = classify(b, h)
+            category = classify(b, h, base_ran=ran is None or h is None or h.check in ran)
             if category is not None:
                 changes[category].append(Change(test_id, category, b, h))
     for found in changes.values():

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .checks import CHECK_NAMES, DTYPE_NAMES, UPSTREAM_DBS
+from .checks import BACKWARD, CHECK_NAMES, DEFAULT_CHECKS, DTYPE_NAMES, GROUPS, UPSTREAM_DBS
 from .errors import ConfigError, SpecError
 from .plan import Shard, parse_checks, parse_dtypes
 
@@ -74,8 +74,6 @@ def _words(value: Any, where: str) -> tuple[str, ...]:
 
 def _checks(value: Any, where: str) -> tuple[str, ...]:
     words = _words(value, where)
-    if words == ("all",):
-        return CHECK_NAMES
     try:
         return parse_checks(words)
     except ConfigError as exc:
@@ -316,13 +314,14 @@ class Settings:
         (), _words, "globs of ops to leave out", commands=_SELECTING, group=WHAT, metavar="PATTERNS"
     )
     checks: tuple[str, ...] = setting(
-        CHECK_NAMES,
+        DEFAULT_CHECKS,
         _checks,
-        f"checks to run: {','.join(CHECK_NAMES)}",
+        f"checks to run: {','.join(CHECK_NAMES)}, or a suite: {', '.join(GROUPS)} "
+        f"(backward's five and forward's three)",
         commands=_SELECTING,
         group=WHAT,
         metavar="LIST",
-        shown_default="all",
+        shown_default=BACKWARD.name,
     )
     dtypes: tuple[str, ...] = setting(
         DTYPE_NAMES, _dtypes, "dtypes", commands=_SELECTING, group=WHAT, metavar="LIST"

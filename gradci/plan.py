@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .catalog import OpEntry
-from .checks import BY_METHOD, BY_NAME, CHECK_NAMES, DTYPE_NAMES
+from .checks import BY_METHOD, BY_NAME, CHECK_NAMES, DEFAULT_CHECKS, DTYPE_NAMES, GROUPS, expand
 from .errors import ConfigError, SelectionError
 from .locate import FORMULA_CHECKS, Derivative, Location
 
@@ -21,10 +21,6 @@ _TEST_ID = re.compile(
     r"^(?P<method>" + "|".join(sorted(BY_METHOD, key=len, reverse=True)) + r")_(?P<op>.+)"
     r"_(?P<device>[a-z]+)_(?P<dtype>" + "|".join(DTYPE_NAMES) + r")$"
 )
-
-
-def class_name(device: str) -> str:
-    return f"TestBwdGradients{device.upper()}"
 
 
 @dataclass(frozen=True)
@@ -68,7 +64,7 @@ class PlannedTest:
 
     @property
     def classname(self) -> str:
-        return class_name(self.device)
+        return BY_NAME[self.check].suite.class_name(self.device)
 
     @property
     def method(self) -> str:
@@ -92,20 +88,23 @@ class Plan:
 
 
 def parse_checks(values: Sequence[str]) -> tuple[str, ...]:
-    return _parse_choices("check", values, CHECK_NAMES)
+    """Check names, and suites for their checks (``forward``, ``all``), in canonical order."""
+    return _parse_choices("check", expand(values), CHECK_NAMES, also=tuple(GROUPS))
 
 
 def parse_dtypes(values: Sequence[str]) -> tuple[str, ...]:
     return _parse_choices("dtype", values, DTYPE_NAMES)
 
 
-def _parse_choices(kind: str, values: Sequence[str], allowed: Sequence[str]) -> tuple[str, ...]:
+def _parse_choices(
+    kind: str, values: Sequence[str], allowed: Sequence[str], *, also: Sequence[str] = ()
+) -> tuple[str, ...]:
     import difflib
 
     for value in values:
         if value not in allowed:
-            close = difflib.get_close_matches(value, allowed, n=1)
-            hint = f"did you mean {close[0]!r}?" if close else f"choose from {', '.join(allowed)}"
+            close = difflib.get_close_matches(value, [*allowed, *also], n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"choose from {', '.join([*allowed, *also])}"
             raise ConfigError(f"unknown {kind} {value!r}", hint=hint)
     return tuple(v for v in allowed if v in values)  # canonical order, no duplicates
 
@@ -114,7 +113,7 @@ def build_plan(
     entries: Sequence[OpEntry],
     *,
     device: str,
-    checks: Sequence[str] = CHECK_NAMES,
+    checks: Sequence[str] = DEFAULT_CHECKS,
     dtypes: Sequence[str] = DTYPE_NAMES,
 ) -> Plan:
     """Every test the reference suite would instantiate for these ops, in its collection order."""

@@ -21,6 +21,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from .checks import suite_of
 from .errors import ResultsFileError
 from .locate import Derivative, Location
 
@@ -100,7 +101,7 @@ class TestResult:
 
     @property
     def classname(self) -> str:
-        return f"TestBwdGradients{self.device.upper()}"
+        return suite_of(self.check).class_name(self.device)
 
     @property
     def flaky(self) -> bool:

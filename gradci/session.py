@@ -11,11 +11,10 @@ import platform
 import shlex
 import subprocess
 import time
-import unittest
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__, allocator
 from .catalog import OpEntry, load_op_module, load_upstream, select
@@ -25,6 +24,9 @@ from .plan import Plan, PlannedTest, apply_shard, build_plan, schedule
 from .protocol import Finished
 from .results import Mismatch, Outcome, Results, RunInfo, TestResult, durations_from, load
 from .runner import Runner, available_cores
+
+if TYPE_CHECKING:
+    from .suite import TestClasses
 
 
 def resolve_device(requested: str) -> str:
@@ -92,18 +94,18 @@ def load_durations(settings: Settings, device: str, baseline: Results | None = N
 
 @dataclass(frozen=True)
 class ClassRecipe:
-    """Builds the device test class in a spawned worker (CUDA), from picklable settings."""
+    """Builds the device test classes in a spawned worker (CUDA), from picklable settings."""
 
     settings: Settings
     device: str
     cwd: str
 
-    def __call__(self) -> type[unittest.TestCase]:
-        from .suite import build_test_class
+    def __call__(self) -> TestClasses:
+        from .suite import build_test_classes
 
         os.chdir(self.cwd)
         plan = make_plan(self.settings, self.device, probe=False)
-        return build_test_class(self.device, plan.ops_by_method)
+        return build_test_classes(self.device, plan.ops_by_method)
 
 
 def repro_command(test: PlannedTest, settings: Settings, sample_index: int | None) -> str:
@@ -281,12 +283,12 @@ class Session:
         return Results(info, results), error
 
     def builder(self) -> Callable[[], Any]:
-        """What a worker calls for its test class: built here once for forked workers."""
+        """What a worker calls for its test classes: built here once for forked workers."""
         if self._builder is None:
             if self.start_method() == "fork":
-                from .suite import build_test_class
+                from .suite import build_test_classes
 
-                built = build_test_class(self.device, self.plan.ops_by_method)
+                built = build_test_classes(self.device, self.plan.ops_by_method)
                 self._builder = lambda: built  # inherited by the forked workers
             else:
                 self._builder = ClassRecipe(self.settings, self.device, str(Path.cwd()))

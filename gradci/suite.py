@@ -1,11 +1,12 @@
-"""``TestBwdGradients``: the five checks as torch test methods, instantiated per device.
+"""``TestBwdGradients`` and ``TestFwdGradients``: the checks as torch test methods, per device.
 
-Each check is a method of a ``TestGradients`` subclass named ``TestBwdGradients``, parametrized with
-torch's own ``ops`` decorator and instantiated by ``instantiate_device_type_tests``. That is what gives
-test-for-test parity with the upstream suite: the same test names, the same OpInfo ``DecorateInfo``
-skips and xfails, the same dtype rules, gradcheck flags and sample seeds. Sample inputs are seeded
-from the test function's ``__qualname__`` (``TestBwdGradients.test_fn_grad``), so the qualnames here
-must equal upstream's.
+Each check is a method of a ``TestGradients`` subclass named as upstream's (``TestBwdGradients`` for
+the backward suite, ``TestFwdGradients`` for forward-mode AD), parametrized with torch's own ``ops``
+decorator and instantiated by ``instantiate_device_type_tests``. That is what gives test-for-test
+parity with the upstream suites: the same test names, the same OpInfo ``DecorateInfo`` skips and
+xfails, the same dtype rules, gradcheck flags and sample seeds. Sample inputs are seeded from the
+test function's ``__qualname__`` (``TestBwdGradients.test_fn_grad``), so the qualnames here must
+equal upstream's.
 
 Importing this module imports torch's testing internals: only planning and workers do.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import platform
 import unittest
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -26,12 +28,11 @@ from torch.testing._internal.common_device_type import (
     ops,
     toleranceOverride,
 )
-from torch.testing._internal.common_utils import TestGradients, unMarkDynamoStrictTest
+from torch.testing._internal.common_utils import TestGradients, skipIfTorchInductor, unMarkDynamoStrictTest
 
 from .catalog import USER_OP_MARK
-from .checks import BY_METHOD
+from .checks import BY_METHOD, Suite
 
-GENERIC_CLASS = "TestBwdGradients"
 CHECK_DTYPES: tuple[torch.dtype, ...] = (torch.float64, torch.complex128)
 
 # A hook the worker installs to learn which sample input a check is on. It receives the iterator
@@ -118,13 +119,95 @@ def _test_inplace_gradgrad(self: Any, device: str, dtype: torch.dtype, op: Any) 
     self._check_helper(device, dtype, _ObservedOp(op), inplace, "bwgrad_bwgrad")
 
 
+# Forward-mode AD (TestFwdGradients). Where the op says it is unsupported, upstream checks that
+# using it raises, with aten's message. A project's op is mostly an autograd.Function (a
+# torch.library custom op's autograd is one too), whose message says the same in other words:
+# gradci accepts both for a project's op, and only upstream's for upstream ops (parity).
+_NO_FORWARD_AD = r"Trying to use forward AD with .* that does not support it"
+_NO_JVP = r"You must implement the jvp function for custom autograd\.Function to use it with forward mode AD"
+
+
+def _unsupported_forward_ad(op: Any) -> str:
+    return f"{_NO_FORWARD_AD}|{_NO_JVP}" if getattr(op, USER_OP_MARK, False) else _NO_FORWARD_AD
+
+
+def _test_fn_fwgrad_bwgrad(self: Any, device: str, dtype: torch.dtype, op: Any) -> None:
+    self._skip_helper(op, device, dtype)
+    if op.supports_fwgrad_bwgrad:
+        self._check_helper(device, dtype, _ObservedOp(op), op.get_op(), "fwgrad_bwgrad")
+        return
+    hint = (
+        "Running forward-over-backward gradgrad for an OP that has does not support it did not "
+        "raise any error. If your op supports forward AD, you should set supports_fwgrad_bwgrad=True."
+    )
+    with self.assertRaisesRegex(NotImplementedError, _unsupported_forward_ad(op), msg=hint):
+        self._check_helper(device, dtype, _ObservedOp(op), op.get_op(), "fwgrad_bwgrad")
+
+
+def _forward_grad_helper(
+    self: Any, device: str, dtype: torch.dtype, op: Any, variant: Any, *, inplace: bool
+) -> None:
+    batched = (op.check_batched_forward_grad and not inplace) or (
+        op.check_inplace_batched_forward_grad and inplace
+    )
+
+    def check() -> None:
+        self._grad_test_helper(
+            device,
+            dtype,
+            _ObservedOp(op),
+            variant,
+            check_forward_ad=True,
+            check_backward_ad=False,
+            check_batched_grad=False,
+            check_batched_forward_grad=batched,
+        )
+
+    if op.supports_forward_ad:
+        check()
+        return
+    hint = (
+        "Running forward AD for an OP that has does not support it did not raise any error. If your "
+        "op supports forward AD, you should set supports_forward_ad=True"
+    )
+    with self.assertRaisesRegex(NotImplementedError, _unsupported_forward_ad(op), msg=hint):
+        check()
+
+
+def _test_forward_mode_ad(self: Any, device: str, dtype: torch.dtype, op: Any) -> None:
+    self._skip_helper(op, device, dtype)
+    _forward_grad_helper(self, device, dtype, op, op.get_op(), inplace=False)
+
+
+def _test_inplace_forward_mode_ad(self: Any, device: str, dtype: torch.dtype, op: Any) -> None:
+    self._skip_helper(op, device, dtype)
+    if not op.inplace_variant or not op.supports_inplace_autograd:
+        self.skipTest("Skipped! Operation does not support inplace autograd.")
+    _forward_grad_helper(self, device, dtype, op, self._get_safe_inplace(op.get_inplace()), inplace=True)
+
+
 _BODIES: Mapping[str, Callable[..., None]] = {
     "test_fn_grad": _test_fn_grad,
     "test_inplace_grad": _test_inplace_grad,
     "test_fn_gradgrad": _test_fn_gradgrad,
     "test_fn_fail_gradgrad": _test_fn_fail_gradgrad,
     "test_inplace_gradgrad": _test_inplace_gradgrad,
+    "test_fn_fwgrad_bwgrad": _test_fn_fwgrad_bwgrad,
+    "test_forward_mode_AD": _test_forward_mode_ad,
+    "test_inplace_forward_mode_AD": _test_inplace_forward_mode_ad,
 }
+
+
+def _upstream_decorators(method: str) -> tuple[Callable[[Any], Any], ...]:
+    """The decorators upstream puts on a test below ``ops`` (applied first, innermost last)."""
+    if method == "test_forward_mode_AD":
+        reason = (
+            "Different precision of openblas functions: https://github.com/OpenMathLib/OpenBLAS/issues/4194"
+        )
+        return (unittest.skipIf(platform.machine() == "s390x", reason=reason),)
+    if method == "test_inplace_forward_mode_AD":
+        return (skipIfTorchInductor("to be fixed"),)
+    return ()
 
 
 XFAIL_REASON = "gradci_xfail_reason"
@@ -151,7 +234,8 @@ def gradcheck_tolerance(op: Any, device: str, dtype: torch.dtype, method: str) -
         return None
     device_type = torch.device(device).type
     params = {"op": op, "dtype": dtype, "device": device}
-    for decorator in op.get_decorators(GENERIC_CLASS, method, device_type, dtype, params):
+    generic_class = BY_METHOD[method].suite.generic_class
+    for decorator in op.get_decorators(generic_class, method, device_type, dtype, params):
         if isinstance(decorator, toleranceOverride) and dtype in decorator.d:
             found = decorator.d[dtype]
             return float(found.atol), float(found.rtol)
@@ -183,28 +267,46 @@ def _fresh_method(method: str) -> Callable[..., None]:
             body(self, device, dtype, op)
 
     test.__name__ = method
-    test.__qualname__ = f"{GENERIC_CLASS}.{method}"  # the sample seed is derived from this
+    # the sample seed is derived from this: TestBwdGradients.test_fn_grad
+    test.__qualname__ = f"{BY_METHOD[method].suite.generic_class}.{method}"
     test.__doc__ = BY_METHOD[method].description
-    return test
+    decorated: Callable[..., None] = test
+    for decorator in _upstream_decorators(method):
+        decorated = decorator(decorated)
+    return decorated
 
 
-def device_class_name(device_type: str) -> str:
-    return f"{GENERIC_CLASS}{device_type.upper()}"
+TestClasses = Mapping[str, type[unittest.TestCase]]  # test method -> its device class
 
 
-def build_test_class(device_type: str, ops_by_method: Mapping[str, Sequence[Any]]) -> type[unittest.TestCase]:
-    """The device-specific test class (``TestBwdGradientsCPU``) over the given ops per check."""
+def build_test_classes(device_type: str, ops_by_method: Mapping[str, Sequence[Any]]) -> TestClasses:
+    """The device-specific test classes (``TestBwdGradientsCPU``, ``TestFwdGradientsCPU``) over the
+    given ops per check, one per suite that has tests; keyed by test method."""
     gradcheck_ops = functools.partial(ops, dtypes=OpDTypes.supported, allowed_dtypes=list(CHECK_DTYPES))
-    namespace: dict[str, Any] = {"__module__": __name__, "__qualname__": GENERIC_CLASS}
+    namespaces: dict[Suite, dict[str, Any]] = {}
     for method, op_list in ops_by_method.items():
         if op_list:  # torch refuses an empty op list
+            suite = BY_METHOD[method].suite
+            namespace = namespaces.setdefault(
+                suite, {"__module__": __name__, "__qualname__": suite.generic_class}
+            )
             namespace[method] = gradcheck_ops(list(op_list))(_fresh_method(method))
-    generic = unMarkDynamoStrictTest(type(GENERIC_CLASS, (TestGradients,), namespace))
-    scope: dict[str, Any] = {GENERIC_CLASS: generic}
-    instantiate_device_type_tests(generic, scope, only_for=device_type)
-    name = device_class_name(device_type)
-    if name not in scope:
-        # torch generates no class for a device type it cannot use here (no CUDA, say).
-        raise LookupError(f"torch instantiated no {name} on this machine")
-    cls: type[unittest.TestCase] = scope[name]
-    return cls
+    classes: dict[str, type[unittest.TestCase]] = {}
+    for suite, namespace in namespaces.items():
+        generic = unMarkDynamoStrictTest(type(suite.generic_class, (TestGradients,), namespace))
+        scope: dict[str, Any] = {suite.generic_class: generic}
+        instantiate_device_type_tests(generic, scope, only_for=device_type)
+        name = suite.class_name(device_type)
+        if name not in scope:
+            # torch generates no class for a device type it cannot use here (no CUDA, say).
+            raise LookupError(f"torch instantiated no {name} on this machine")
+        classes.update(dict.fromkeys((m for m in namespace if m.startswith("test")), scope[name]))
+    return classes
+
+
+def class_for(classes: TestClasses, test_id: str) -> type[unittest.TestCase] | None:
+    """The class that holds test ``test_id`` (``test_fn_grad_add_cpu_float64``), if any."""
+    for method in sorted(classes, key=len, reverse=True):  # test_fn_gradgrad before test_fn_grad
+        if test_id.startswith(method + "_"):
+            return classes[method]
+    return None

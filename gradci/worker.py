@@ -25,10 +25,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from .protocol import MAX_TRACEBACK, Channel, Fatal, Finished, ProtocolError, Ready, Run
 from .results import Mismatch, Outcome
+
+if TYPE_CHECKING:
+    from .suite import TestClasses
 
 # A CUDA error leaves the process's context unusable: the worker must be replaced after it.
 _POISONING = re.compile(
@@ -281,7 +284,9 @@ def _mismatch(observed: Observed, exc: BaseException | None) -> Mismatch | None:
     )
 
 
-def run_one(cls: type[unittest.TestCase], name: str, *, interrupt_fails: bool = False) -> dict[str, Any]:
+def run_one(
+    cls: type[unittest.TestCase] | None, name: str, *, interrupt_fails: bool = False
+) -> dict[str, Any]:
     """Run one test of ``cls`` in this process and describe its outcome.
 
     ``interrupt_fails``: a ``KeyboardInterrupt`` is the test's failure, not the user's Ctrl-C (in a
@@ -291,7 +296,7 @@ def run_one(cls: type[unittest.TestCase], name: str, *, interrupt_fails: bool = 
     _observed = Observed()
     collector = _Collector()
     start = time.perf_counter()
-    if not hasattr(cls, name):
+    if cls is None or not hasattr(cls, name):
         # The plan and torch's instantiation disagree: say so rather than guess.
         collector.outcome = Outcome.ERROR
         collector.message = f"torch instantiated no test {name} (gradci's plan and torch disagree)"
@@ -330,7 +335,7 @@ def run_one(cls: type[unittest.TestCase], name: str, *, interrupt_fails: bool = 
 class WorkerConfig:
     threads: int
     log_path: Path
-    build: Callable[[], type[unittest.TestCase]]  # returns the device test class
+    build: Callable[[], TestClasses]  # returns the device test classes, by test method
     key: str  # proves a message on the channel is this worker's (protocol.Channel)
     inherited: tuple[int, ...] = ()  # the parent's ends of channels, which a forked child closes
 
@@ -400,10 +405,13 @@ def worker_main(conn: Connection, config: WorkerConfig) -> None:
         import torch
 
         torch.set_num_threads(config.threads)
-        cls = config.build()
+        from .suite import class_for
+
+        classes = config.build()
         instrument()
         map_stack_to_modules()
-        cls.setUpClass()
+        for cls in dict.fromkeys(classes.values()):  # each class once, in a stable order
+            cls.setUpClass()
     except BaseException as exc:  # setup failed: tell the parent why, in one line
         traceback.print_exc()
         try:
@@ -416,7 +424,7 @@ def worker_main(conn: Connection, config: WorkerConfig) -> None:
             message = channel.receive()
             if not isinstance(message, Run):
                 break  # Stop
-            result = run_one(cls, message.test_id, interrupt_fails=True)
+            result = run_one(class_for(classes, message.test_id), message.test_id, interrupt_fails=True)
             channel.send(_finished(message.test_id, result))
             if result.get("poisoned"):
                 break  # the parent sees us exit and starts a fresh worker

@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """Turn a full-suite results JSON into gradci's shipped durations file.
 
-    gradci run --json full.json            # the whole upstream suite, one thread per worker
+    gradci run --checks all --json full.json       # both upstream suites, one thread per worker
     python scripts/record_durations.py full.json   # writes gradci/data/durations-<device>.json
+
+A results file of one suite (``--checks forward``) replaces that suite's durations and keeps the
+other's.
 
 Only tests that take at least --min seconds are kept: shorter ones are scheduled first and dealt
 round-robin across shards, which costs nothing measurable.
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 DATA = Path(__file__).resolve().parents[1] / "gradci" / "data"
@@ -32,6 +36,23 @@ def main() -> None:
         if t["outcome"] != "error" and t["duration"] >= args.min
     }
     out = DATA / f"durations-{run['device']}.json"
+    # Keep what the file says of the suites these results did not run.
+    sys.path.insert(0, str(DATA.parents[1]))
+    from gradci.checks import BY_METHOD
+
+    ran = {
+        BY_METHOD[m].suite.name
+        for m in BY_METHOD
+        if any(t["check"] == BY_METHOD[m].name for t in data["tests"])
+    }
+    if out.is_file():
+        kept = json.loads(out.read_text()).get("durations", {})
+        for test_id, seconds in kept.items():
+            method = next(
+                (m for m in sorted(BY_METHOD, key=len, reverse=True) if test_id.startswith(m + "_")), None
+            )
+            if method is not None and BY_METHOD[method].suite.name not in ran:
+                durations.setdefault(test_id, seconds)
     out.write_text(
         json.dumps(
             {

@@ -15,6 +15,11 @@ METHODS = {
     "fail-gradgrad": "test_fn_fail_gradgrad",
     "inplace-gradgrad": "test_inplace_gradgrad",
 }
+FORWARD_METHODS = {
+    "fwgrad-bwgrad": "test_fn_fwgrad_bwgrad",
+    "forward-ad": "test_forward_mode_AD",
+    "inplace-forward-ad": "test_inplace_forward_mode_AD",
+}
 
 
 def run_info(**changes: Any) -> RunInfo:
@@ -41,7 +46,7 @@ def run_info(**changes: Any) -> RunInfo:
 
 
 def tid(op: str, check: str = "grad", dtype: str = "float64", device: str = "cpu") -> str:
-    return f"{METHODS[check]}_{op.replace('.', '_')}_{device}_{dtype}"
+    return f"{(METHODS | FORWARD_METHODS)[check]}_{op.replace('.', '_')}_{device}_{dtype}"
 
 
 def result(

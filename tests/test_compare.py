@@ -355,3 +355,30 @@ def test_compare_without_head_is_an_error(pair: tuple[Path, Path], tmp_path: Pat
     done = gradci("compare", str(base), "nothing.json", cwd=tmp_path)
     assert done.returncode == 3 and done.stdout == ""
     assert done.stderr == "gradci: error: nothing.json: no such results file\n"
+
+
+def test_a_suite_the_base_did_not_run_makes_new_tests_not_new_failures() -> None:
+    """Base results of the backward suite, head results with the forward suite added: its failures
+    are new tests (nothing to compare them with), so --fail-on new does not fail on them; a
+    backward failure is still a new failure."""
+    base = results([result("alpha"), result("beta")])  # selection: the five backward checks
+    head = results(
+        [
+            result("alpha"),
+            result("beta", "failed"),
+            result("alpha", "failed", check="forward-ad"),
+            result("beta", check="fwgrad-bwgrad"),
+        ],
+        selection={"checks": ["grad", "forward-ad", "fwgrad-bwgrad"]},
+    )
+    comparison = compare(base, head)
+    assert [c.id for c in comparison.changes[Category.NEW_TEST]] == [  # by op, then id
+        "test_forward_mode_AD_alpha_cpu_float64",
+        "test_fn_fwgrad_bwgrad_beta_cpu_float64",
+    ]
+    assert [c.id for c in comparison.changes[Category.NEW_FAILURE]] == ["test_fn_grad_beta_cpu_float64"]
+    # once the base runs the forward suite too, a forward failure is new as any other
+    base_with_forward = results([result("alpha"), result("alpha", check="forward-ad")])
+    again = compare(base_with_forward, head)
+    assert "test_forward_mode_AD_alpha_cpu_float64" in [c.id for c in again.changes[Category.NEW_FAILURE]]
+    assert result("alpha", check="forward-ad").classname == "TestFwdGradientsCPU"

@@ -28,10 +28,12 @@ BROKEN = {
 }
 ENTRY_LINES = {  # the line of each op's entry in examples/extension/gradci-ops.yml
     "extops.fused_gelu": 9,
-    "extops.softsign": 19,
-    "extops.scale_shift": 26,
-    "extops.scaled_mul": 39,
-    "extops.scaled_mul_broken": 45,
+    "extops.softsign": 21,
+    "extops.scale_shift": 30,
+    "extops.scaled_mul": 43,
+    "extops.scaled_mul_broken": 49,
+    "extops.cube": 56,
+    "extops.cube_broken_jvp": 65,
 }
 
 
@@ -88,10 +90,13 @@ def test_correct_ops_pass_and_the_broken_twin_fails(example_run: tuple[Completed
             expected[f"test_{check}_extops_scale_shift_cpu_{dtype}"] = "passed"
         for check in ("fn_grad", "fn_gradgrad"):
             expected[f"test_{check}_extops_scaled_mul_cpu_{dtype}"] = "passed"
+            # the jvp twin's backward is right: the backward suite passes it
+            expected[f"test_{check}_extops_cube_broken_jvp_cpu_{dtype}"] = "passed"
     assert {i: outcomes[i] for i in expected} == expected
+    assert not any(t["check"] in ("forward-ad", "fwgrad-bwgrad") for t in tests.values())  # by default
     # complex128 is not in fused_gelu's dtypes: no test planned
     assert "test_fn_grad_extops_fused_gelu_cpu_complex128" not in tests
-    assert len(tests) == 40
+    assert len(tests) == 60
     assert (
         tests["test_fn_gradgrad_extops_softsign_cpu_float64"]["message"]
         == "Op claims it doesn't support gradgrad. This is not verified."
@@ -133,7 +138,9 @@ def test_the_failure_names_the_input_and_shows_the_mismatch(example_run: tuple[C
         + re.escape(f"numerical {mismatch['numerical']}, analytical {mismatch['analytical']}"),
         failure.text,
     ), failure.text
-    assert case._elem.get("file") == "gradci-ops.yml" and case._elem.get("line") == "45"
+    assert case._elem.get("file") == "gradci-ops.yml" and case._elem.get("line") == str(
+        ENTRY_LINES["extops.scaled_mul_broken"]
+    )
 
 
 def test_breaking_an_op_through_the_environment(tmp_path: Path) -> None:
@@ -184,3 +191,32 @@ def test_installed_package(tmp_path: Path) -> None:
     outcomes = {i: t["outcome"] for i, t in results_of(project / "gradci-results.json").items()}
     assert outcomes["test_fn_grad_extops_fused_gelu_cpu_float64"] == "passed"
     assert outcomes["test_fn_gradgrad_extops_fused_gelu_cpu_float64"] == "passed"
+
+
+def test_the_forward_suite_fails_only_the_wrong_jvp(tmp_path: Path) -> None:
+    """``--checks all`` adds forward-mode AD: cube's jvp passes, its twin's (a factor 3 forgotten)
+    fails naming the input; ops without forward AD pass the "must raise" checks (an
+    autograd.Function says so in its own words); custom ops' silently zero tangents are xfails."""
+    project = copy_example(tmp_path / "extension")
+    done = gradci(
+        "run", "--checks", "all", "--progress", "none", "--reruns", "0", cwd=project, env=root(project)
+    )
+    assert done.returncode == 1, done.stderr
+    tests = results_of(project / "gradci-results.json")
+    failing = {i for i, t in tests.items() if t["outcome"] in ("failed", "error", "xpassed")}
+    assert failing == BROKEN | {
+        "test_forward_mode_AD_extops_cube_broken_jvp_cpu_float64",
+        "test_forward_mode_AD_extops_cube_broken_jvp_cpu_complex128",
+    }
+    wrong = tests["test_forward_mode_AD_extops_cube_broken_jvp_cpu_float64"]
+    assert wrong["classname"] == "TestFwdGradientsCPU"
+    assert wrong["message"].startswith("GradcheckError: Jacobian computed with forward mode mismatch")
+    mismatch = wrong["mismatch"]
+    assert mismatch["input_label"] == "input"
+    numerical, analytical = float(mismatch["numerical"]), float(mismatch["analytical"])
+    assert numerical == pytest.approx(3 * analytical, rel=1e-4)  # the jvp forgot the factor 3
+    for check in ("forward_mode_AD", "fn_fwgrad_bwgrad"):
+        assert tests[f"test_{check}_extops_cube_cpu_complex128"]["outcome"] == "passed"
+        assert tests[f"test_{check}_extops_scaled_mul_cpu_float64"]["outcome"] == "passed"  # must raise
+    assert tests["test_forward_mode_AD_extops_fused_gelu_cpu_float64"]["outcome"] == "xfailed"
+    assert "FAILED test_forward_mode_AD_extops_cube_broken_jvp_cpu_float64" in done.stdout

@@ -15,7 +15,7 @@ import pytest
 from conftest import REPO
 
 from gradci import cli, container
-from gradci.checks import CHECK_NAMES, DTYPE_NAMES
+from gradci.checks import DEFAULT_CHECKS, DTYPE_NAMES
 from gradci.options import (
     ALLOCATORS,
     BASELINE_MODES,
@@ -137,7 +137,7 @@ def test_choices_are_the_ones_defined_once() -> None:
     assert BY_NAME["fail_on"].choices == FAIL_ON
     assert BY_NAME["baseline_mode"].choices == BASELINE_MODES
     assert BY_NAME["comment_mode"].choices == COMMENT_MODES
-    assert BY_NAME["checks"].default == CHECK_NAMES and BY_NAME["dtypes"].default == DTYPE_NAMES
+    assert BY_NAME["checks"].default == DEFAULT_CHECKS and BY_NAME["dtypes"].default == DTYPE_NAMES
     # the package spells each list of choices once (a tuple literal of its words, in any module)
     source = "\n".join(p.read_text() for p in (REPO / "gradci").rglob("*.py"))
     lists = (DEVICES, PROGRESS_MODES, ALLOCATORS, FAIL_ON, BASELINE_MODES, COMMENT_MODES)

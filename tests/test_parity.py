@@ -61,3 +61,45 @@ def test_subset_is_varied(report: harness.Report) -> None:
     assert "test_inplace_grad_acosh_cpu_float64" in passed  # the "must raise" branch
     assert any("_complex128" in t for t in passed)
     assert any("Numpy" in t for t in passed) and any("_cond_" in t for t in passed)
+
+
+# The forward suite (test_ops_fwd_gradients.py, TestFwdGradients): ops with and without forward AD,
+# in-place variants, fwgrad_bwgrad supported or not (then it must raise), xfails and skips.
+FORWARD_SUBSET = [
+    "add",  # forward AD and an in-place variant, complex128
+    "abs",  # DecorateInfo skips
+    "cov",  # expected failures
+    "cdist",  # no forward AD: the checks must see it raise
+    "nn.functional.hardsigmoid",  # forward AD without fwgrad_bwgrad
+    "as_strided.partial_views",  # expected failures of the in-place checks
+    "div.trunc_rounding",  # a variant
+    "acosh",  # in-place autograd unsupported: the in-place check is skipped
+]
+
+
+@pytest.fixture(scope="module")
+def forward_report(tmp_path_factory: pytest.TempPathFactory) -> harness.Report:
+    """Against GRADCI_REFERENCE_FWD (the upstream file) where set, else gradci's own oracle of it."""
+    reference = harness.reference_path("forward")
+    if not reference.is_file():
+        pytest.skip(f"forward reference not found at {reference} (GRADCI_REFERENCE_FWD)")
+    return harness.run_parity(FORWARD_SUBSET, [], tmp_path_factory.mktemp("parity-fwd"), suite="forward")
+
+
+def test_forward_same_ids_outcomes_and_reasons(forward_report: harness.Report) -> None:
+    assert forward_report.ok, forward_report.describe()
+    assert len(forward_report.gradci.outcomes) > 30
+    assert all(
+        t.startswith(("test_fn_fwgrad_bwgrad_", "test_forward_mode_AD_", "test_inplace_forward_mode_AD_"))
+        for t in forward_report.gradci.outcomes
+    )
+
+
+def test_forward_subset_is_varied(forward_report: harness.Report) -> None:
+    outcomes = forward_report.gradci.outcomes
+    assert {"passed", "skipped", "xfailed"} <= set(outcomes.values())
+    passed = {t for t, o in outcomes.items() if o == "passed"}
+    assert "test_forward_mode_AD_cdist_cpu_float64" in passed  # the "must raise" branch
+    assert any(t.startswith("test_inplace_forward_mode_AD_") for t in passed)
+    assert any(t.startswith("test_fn_fwgrad_bwgrad_") for t in passed)
+    assert any("_complex128" in t for t in passed)

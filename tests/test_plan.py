@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gradci.catalog import OpEntry, load_upstream, select
+from gradci.checks import DEFAULT_CHECKS, GROUPS
 from gradci.durations import shipped_durations
 from gradci.errors import ConfigError, SelectionError
 from gradci.plan import PlannedTest, Shard, TestId, build_plan, partition, schedule
@@ -15,16 +16,28 @@ def upstream() -> list[OpEntry]:
     return load_upstream()
 
 
-def test_plan_matches_torch_instantiation(upstream: list[OpEntry]) -> None:
+@pytest.mark.parametrize(
+    ("checks", "classes", "count"),
+    [
+        (DEFAULT_CHECKS, {"TestBwdGradientsCPU"}, 5000),
+        (GROUPS["forward"], {"TestFwdGradientsCPU"}, 3000),
+    ],
+    ids=["backward", "forward"],
+)
+def test_plan_matches_torch_instantiation(
+    upstream: list[OpEntry], checks: tuple[str, ...], classes: set[str], count: int
+) -> None:
     """Every planned id is a method torch instantiates for the same ops, and the reverse."""
-    from gradci.suite import build_test_class
+    from gradci.suite import build_test_classes, class_for
 
-    plan = build_plan(upstream, device="cpu")
-    cls = build_test_class("cpu", plan.ops_by_method)
-    instantiated = {name for name in dir(cls) if name.startswith(("test_fn_", "test_inplace_"))}
+    plan = build_plan(upstream, device="cpu", checks=checks)
+    built = build_test_classes("cpu", plan.ops_by_method)
+    assert {cls.__name__ for cls in built.values()} == classes
+    instantiated = {name for cls in set(built.values()) for name in dir(cls) if name.startswith(tuple(built))}
     assert set(plan.ids) == instantiated
-    assert len(plan.ids) == len(set(plan.ids)) > 5000
-    assert cls.__name__ == "TestBwdGradientsCPU"
+    assert len(plan.ids) == len(set(plan.ids)) > count
+    assert {t.classname for t in plan.tests} == classes
+    assert all(class_for(built, test_id) is not None for test_id in plan.ids)
 
 
 def test_ids_are_upstream_names(upstream: list[OpEntry]) -> None:

@@ -149,8 +149,8 @@ def build_opinfo(spec: Spec, op: OpSpec) -> Any:
     from torch.testing._internal.common_device_type import tol, toleranceOverride
     from torch.testing._internal.opinfo.core import DecorateInfo, OpInfo
 
-    from gradci.checks import BY_NAME
-    from gradci.suite import GENERIC_CLASS, expected_failure
+    from gradci.checks import BY_NAME, SUITES
+    from gradci.suite import expected_failure
 
     fn = as_op(raw := _resolve(spec, op, "op", op.op, "op"))
     if fn is None:
@@ -175,7 +175,7 @@ def build_opinfo(spec: Spec, op: OpSpec) -> Any:
         decorators.append(
             DecorateInfo(
                 decorator,
-                GENERIC_CLASS,
+                BY_NAME[expectation.check].suite.generic_class,
                 BY_NAME[expectation.check].method,
                 dtypes=tuple(getattr(torch, d) for d in expectation.dtypes) if expectation.dtypes else None,
             )
@@ -184,7 +184,7 @@ def build_opinfo(spec: Spec, op: OpSpec) -> Any:
         # Upstream's TestGradients passes no atol/rtol to gradcheck; gradci's suite applies this
         # toleranceOverride to gradcheck and gradgradcheck of a project's ops (see suite.py).
         override = toleranceOverride({d: tol(atol=op.atol, rtol=op.rtol) for d in dtypes})
-        decorators.append(DecorateInfo(override, GENERIC_CLASS))
+        decorators.extend(DecorateInfo(override, suite.generic_class) for suite in SUITES)
     return OpInfo(
         op.name,
         variant_test_name=op.variant,
@@ -199,10 +199,13 @@ def build_opinfo(spec: Spec, op: OpSpec) -> Any:
         supports_autograd=True,
         supports_gradgrad=op.supports_gradgrad,
         supports_inplace_autograd=op.supports_inplace_autograd,
+        supports_forward_ad=op.supports_forward_ad,
+        supports_fwgrad_bwgrad=op.supports_fwgrad_bwgrad,
         gradcheck_nondet_tol=op.nondet_tol,
         gradcheck_fast_mode=op.fast_mode,
         check_batched_grad=op.check_batched_grad,
         check_batched_gradgrad=op.check_batched_gradgrad,
+        check_batched_forward_grad=op.check_batched_forward_grad,
         decorators=tuple(decorators),
     )
 

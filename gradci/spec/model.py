@@ -148,12 +148,15 @@ class OpSpec:
     samples: tuple[SampleSpec, ...] | str = ()  # or the import path of a sample function
     supports_gradgrad: bool = True
     supports_inplace_autograd: bool = True
+    supports_forward_ad: bool = False  # OpInfo's defaults: forward-mode AD is opt-in
+    supports_fwgrad_bwgrad: bool = False
     atol: float | None = None
     rtol: float | None = None
     nondet_tol: float = 0.0
     fast_mode: bool | None = None  # None: gradcheck's default (fast, unless the slow-gradcheck env)
     check_batched_grad: bool | None = None
     check_batched_gradgrad: bool | None = None
+    check_batched_forward_grad: bool | None = None
     skips: tuple[Expectation, ...] = ()
     xfails: tuple[Expectation, ...] = ()
     lines: Mapping[str, int] = field(default_factory=dict)  # key -> line, for errors found later

@@ -42,11 +42,21 @@ _OP_KEYS = (
     "samples",
     "supports_gradgrad",
     "supports_inplace_autograd",
+    "supports_forward_ad",
+    "supports_fwgrad_bwgrad",
     "gradcheck",
     "skip",
     "xfail",
 )
-_GRADCHECK_KEYS = ("atol", "rtol", "nondet_tol", "fast_mode", "check_batched_grad", "check_batched_gradgrad")
+_GRADCHECK_KEYS = (
+    "atol",
+    "rtol",
+    "nondet_tol",
+    "fast_mode",
+    "check_batched_grad",
+    "check_batched_gradgrad",
+    "check_batched_forward_grad",
+)
 _SAMPLE_KEYS = ("input", "args", "kwargs", "broadcasts_input")
 _TENSOR_KEYS = ("shape", "values", "requires_grad", "domain", "range", "dtype", "noncontiguous")
 _EXPECTATION_KEYS = ("reason", "dtypes")
@@ -277,7 +287,12 @@ def _op(reader: _Reader, node: Any, index: int) -> OpSpec:
         values["inplace"] = _import_path(reader, items["inplace"][1], f"{key}.inplace", "an import path")
     if "dtypes" in items:
         values["dtypes"] = _dtypes(reader, items["dtypes"][1], f"{key}.dtypes")
-    for flag in ("supports_gradgrad", "supports_inplace_autograd"):
+    for flag in (
+        "supports_gradgrad",
+        "supports_inplace_autograd",
+        "supports_forward_ad",
+        "supports_fwgrad_bwgrad",
+    ):
         if flag in items:
             values[flag] = reader.boolean(items[flag][1], f"{key}.{flag}")
     if "gradcheck" in items:
@@ -317,7 +332,7 @@ def _gradcheck(reader: _Reader, node: Any, key: str) -> dict[str, Any]:
     for name in ("atol", "rtol", "nondet_tol"):
         if name in items:
             values[name] = reader.number(items[name][1], f"{key}.{name}")
-    for name in ("fast_mode", "check_batched_grad", "check_batched_gradgrad"):
+    for name in ("fast_mode", "check_batched_grad", "check_batched_gradgrad", "check_batched_forward_grad"):
         if name in items:
             values[name] = reader.boolean(items[name][1], f"{key}.{name}")
     if ("atol" in values) != ("rtol" in values):

@@ -32,7 +32,15 @@ AS_PYTEST = {
 }
 
 
-def reference_path() -> Path:
+# gradci's own oracle for the forward suite, for where the upstream file is absent (fwd_reference.py).
+FWD_ORACLE = HERE / "fwd_reference.py"
+
+
+def reference_path(suite: str = "backward") -> Path:
+    """The upstream file of a suite: GRADCI_REFERENCE (backward), GRADCI_REFERENCE_FWD (forward;
+    default: gradci's own oracle of it)."""
+    if suite == "forward":
+        return Path(os.environ.get("GRADCI_REFERENCE_FWD", FWD_ORACLE))
     return Path(os.environ.get("GRADCI_REFERENCE", DEFAULT_REFERENCE))
 
 
@@ -200,10 +208,17 @@ def compare(gradci: Side, pytest: Side) -> Report:
 
 
 def run_parity(
-    ops: Sequence[str], exclude: Sequence[str], out: Path, *, workers: int = 2, reference: Path | None = None
+    ops: Sequence[str],
+    exclude: Sequence[str],
+    out: Path,
+    *,
+    workers: int = 2,
+    reference: Path | None = None,
+    suite: str = "backward",
 ) -> Report:
+    """pytest on the suite's reference file and gradci on its checks, the same ops, compared."""
     out.mkdir(parents=True, exist_ok=True)
     names = formatted_names(ops, exclude)
-    pytest_side = run_pytest(names, workers, out, reference or reference_path())
-    gradci_side = run_gradci(ops, exclude, workers, out)
+    pytest_side = run_pytest(names, workers, out, reference or reference_path(suite))
+    gradci_side = run_gradci(ops, exclude, workers, out, extra=("--checks", suite))
     return compare(gradci_side, pytest_side)

@@ -9,14 +9,18 @@ Importing the package registers the ``torch.library`` operators ``torch.ops.exto
   forgets the factor ``alpha`` for the second input. ``EXTOPS_BREAK=scaled_mul`` in the environment
   gives ``scaled_mul`` that same wrong backward (to show gradci a change that breaks an op).
 * ``scale_shift`` and its in-place variant ``scale_shift_``: ``torch.autograd.Function`` s.
+* ``cube``: a ``torch.autograd.Function`` with a forward-mode formula (``jvp``) beside its backward;
+  ``cube_broken_jvp`` is its twin whose ``jvp`` forgets a factor 3 (``gradci run --checks all``).
 """
 
 from __future__ import annotations
 
-from .functions import scale_shift, scale_shift_, scaled_mul, scaled_mul_broken
+from .functions import cube, cube_broken_jvp, scale_shift, scale_shift_, scaled_mul, scaled_mul_broken
 from .library import fused_gelu, softsign, softsign_backward
 
 __all__ = [
+    "cube",
+    "cube_broken_jvp",
     "fused_gelu",
     "scale_shift",
     "scale_shift_",
