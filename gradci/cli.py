@@ -20,7 +20,7 @@ options come from (later wins): defaults, [tool.gradci] in pyproject.toml or .gr
 GRADCI_* environment variables (GRADCI_WORKERS=4), then flags; 'gradci config' shows them.
 exit codes: 0 passed, 1 tests failed, 2 usage/config error, 3 bad results file,
 4 GitHub API error, 5 container error, 6 an output cannot be written, 7 workers cannot start,
-70 internal error, 130 interrupted, 141 the output's reader went away (0 for list and ops).
+70 internal error, 130 interrupted, 141 the output's reader went away (0 for list, ops, config).
 """
 
 
@@ -380,7 +380,7 @@ def _prepare_environment() -> None:
 
 
 # Commands whose output is a listing: a reader that stops early (| head) is normal use.
-_LISTINGS = ("list", "ops")
+_LISTINGS = ("list", "ops", "config")
 
 
 def _reader_gone(stream: Any) -> bool:

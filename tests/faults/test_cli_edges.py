@@ -50,6 +50,7 @@ def _closed_early(args: list[str], cwd: Path, read_lines: int) -> tuple[int, str
         (["list", "--ops", "add,mul,sub,div*"], 0),
         (["list"], 1),  # thousands of ids: far more than a pipe buffers
         (["ops", "--no-upstream", "--op-modules", "gradci_testops"], 0),
+        (["config"], 0),
     ],
 )
 def test_a_closed_pipe_ends_a_listing_quietly_with_0(
