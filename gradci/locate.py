@@ -101,9 +101,12 @@ def relative_location(file: str | os.PathLike[str], line: int, *, root: Path | N
 # --- where each OpInfo is constructed ------------------------------------------------------------
 
 _CORE = "torch.testing._internal.opinfo.core"
-_RECORD = "_gradci_constructed"  # on each OpInfo: (file, lines of its same-file frames, innermost first)
+# On each OpInfo: (file, lines of its same-file frames, innermost first, then the first frame in
+# each of its callers' files: a helper outside the repository is located at the repository's call).
+_RECORD = "_gradci_constructed"
 _CONSTRUCTORS = ("__init__", "__post_init__")
 _MAX_FRAMES = 8
+_MAX_CALLERS = 4
 # How many OpInfos have each (file, line) among their frames: a line only one has is that op's.
 _frame_uses: Counter[tuple[str, int]] = Counter()
 
@@ -163,7 +166,14 @@ def _record(op: Any, frame: FrameType | None) -> None:
         frame = frame.f_back
     if not lines:
         return
-    object.__setattr__(op, _RECORD, (file, tuple(lines)))
+    callers: list[tuple[str, int]] = []
+    while frame is not None and len(callers) < _MAX_CALLERS:
+        caller = frame.f_code.co_filename
+        line = _line_of(frame)
+        if line and caller != file and all(caller != seen for seen, _ in callers):
+            callers.append((caller, line))
+        frame = frame.f_back
+    object.__setattr__(op, _RECORD, (file, tuple(lines), tuple(callers)))
     for line in set(lines):
         _frame_uses[(file, line)] += 1
 
@@ -238,11 +248,17 @@ def constructed_at(op: Any) -> tuple[str, int] | None:
     recorded = getattr(op, _RECORD, None)
     if recorded is None:
         return None
-    file, lines = recorded
+    file, lines = recorded[:2]
     # The line fewest OpInfos share (a helper's call site rather than its body; in a loop, the
     # loop's line), the innermost of equals.
     line = min(lines, key=lambda n: _frame_uses[(file, n)])
     return file, line
+
+
+def called_from(op: Any) -> tuple[tuple[str, int], ...]:
+    """The calls, in the files further out, that led to ``op``'s construction (innermost first)."""
+    recorded = getattr(op, _RECORD, None)
+    return tuple(recorded[2]) if recorded is not None and len(recorded) > 2 else ()
 
 
 # --- the fallback: a constructor call with the op's literal name --------------------------------
@@ -379,16 +395,34 @@ def locate_opinfos(
     root: Path | None = None,
     checkout: Path | None = None,
 ) -> list[Location | None]:
-    """Where each OpInfo is constructed; else (built before recording began) its literal name's
-    constructor call; else its Python function (``module``: the one whose list holds them)."""
+    """Where each OpInfo is constructed (by a helper outside the repository and torch: where the
+    repository calls it); else (built before recording began) its literal name's constructor call;
+    else its Python function (``module``: the one whose list holds them)."""
     locations: list[Location | None] = []
     for op in ops:
-        where = constructed_at(op) or _found_by_name(op, module)
+        where = constructed_at(op)
+        outside: Location | None = None
         if where is not None:
-            locations.append(place(*where, root=root, checkout=checkout))
+            for site in (where, *called_from(op)):
+                found = place(*site, root=root, checkout=checkout)
+                if not _is_outside(found):
+                    break
+                outside = outside or found
+            else:
+                found = None
+            if found is not None:
+                locations.append(found)
+                continue
+        by_name = _found_by_name(op, module)
+        if by_name is not None:
+            locations.append(place(*by_name, root=root, checkout=checkout))
         else:
-            locations.append(locate_callable(op.op, root=root))
+            locations.append(outside or locate_callable(op.op, root=root))
     return locations
+
+
+def _is_outside(location: Location) -> bool:
+    return location.relative_to is None and Path(location.file).is_absolute()
 
 
 def locate_callable(fn: Any, *, root: Path | None = None) -> Location | None:

@@ -52,6 +52,33 @@ def line_of(path: Path, text: str) -> int:
 # --- a project's ops ----------------------------------------------------------------------------
 
 
+HELPED = """\
+from gradci_testops import _op, good_scale
+
+
+def twice(x, w=None):
+    return good_scale(x, w)
+
+
+op_db = [
+    _op("helped.twice", twice),
+]
+"""
+
+
+def test_an_opinfo_built_by_a_helper_outside_the_repository_is_located_at_the_repositorys_call(
+    tmp_path: Path,
+) -> None:
+    """A shared helper package (here tests/fixtures, outside the repository) builds the OpInfo: the
+    annotation goes to the repository's line that calls it, not to a file the check run cannot show."""
+    (tmp_path / "helped_ops.py").write_text(HELPED)
+    done = gradci("ops", "--op-modules", "helped_ops", cwd=tmp_path, env={"GITHUB_WORKSPACE": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        f"helped.twice\tuser  helped_ops.py:{line_of(tmp_path / 'helped_ops.py', '_op(')}"
+    ]
+
+
 def test_reexported_opinfos_keep_the_line_that_constructs_them(tmp_path: Path) -> None:
     """``op_db = mine + other.op_db``: each OpInfo at its constructor call in its own module (a
     torch.library op, which has no Python function to fall back on, included)."""
