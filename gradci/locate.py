@@ -107,6 +107,7 @@ _RECORD = "_gradci_constructed"
 _CONSTRUCTORS = ("__init__", "__post_init__")
 _MAX_FRAMES = 8
 _MAX_CALLERS = 4
+_OWN = str(Path(__file__).parent)  # gradci's own frames (the catalog importing a module) never locate an op
 # How many OpInfos have each (file, line) among their frames: a line only one has is that op's.
 _frame_uses: Counter[tuple[str, int]] = Counter()
 
@@ -170,7 +171,13 @@ def _record(op: Any, frame: FrameType | None) -> None:
     while frame is not None and len(callers) < _MAX_CALLERS:
         caller = frame.f_code.co_filename
         line = _line_of(frame)
-        if line and caller != file and all(caller != seen for seen, _ in callers):
+        # "<frozen importlib._bootstrap>", "<string>": no file to show
+        if (
+            line
+            and caller != file
+            and not caller.startswith(("<", _OWN))
+            and all(c != caller for c, _ in callers)
+        ):
             callers.append((caller, line))
         frame = frame.f_back
     object.__setattr__(op, _RECORD, (file, tuple(lines), tuple(callers)))
@@ -401,23 +408,15 @@ def locate_opinfos(
     locations: list[Location | None] = []
     for op in ops:
         where = constructed_at(op)
-        outside: Location | None = None
         if where is not None:
-            for site in (where, *called_from(op)):
-                found = place(*site, root=root, checkout=checkout)
-                if not _is_outside(found):
-                    break
-                outside = outside or found
-            else:
-                found = None
-            if found is not None:
-                locations.append(found)
-                continue
+            sites = [place(*site, root=root, checkout=checkout) for site in (where, *called_from(op))]
+            locations.append(next((site for site in sites if not _is_outside(site)), sites[0]))
+            continue
         by_name = _found_by_name(op, module)
         if by_name is not None:
             locations.append(place(*by_name, root=root, checkout=checkout))
         else:
-            locations.append(outside or locate_callable(op.op, root=root))
+            locations.append(locate_callable(op.op, root=root))
     return locations
 
 
