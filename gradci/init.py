@@ -94,6 +94,7 @@ class Value:
     items: list[Value] | None = None  # a tensor list
     todo: str | None = None
     note: str | None = None  # a comment that is no TODO
+    guessed_type: bool = False  # its TODO goes when the op runs on it
 
 
 # --- which package -------------------------------------------------------------------------------
@@ -355,6 +356,7 @@ def _value_for(param: Param) -> Value | None:
             value.todo = f"{param.name!r} looks like it needs particular values or a particular shape"
         elif kind == "unknown":
             value.todo = f"{param.name!r}: its type is unknown; a tensor is a guess"
+            value.guessed_type = True
         return value
     if kind.startswith("Optional["):
         return Value("null", plain=None)
@@ -540,6 +542,10 @@ def _apply_probe(entry: Found, problems: dict[str, str] | None) -> None:
     if problems is None:
         entry.todos.append("trying it once crashed or hung gradci's probe: check its sample")
         return
+    if not problems.keys() & {"forward", "backward"}:  # a tensor was the right guess
+        for value in _values(entry.sample):
+            if value.guessed_type:
+                value.todo = None
     if "forward" in problems:
         entry.todos.append(f"running it on this sample raised {problems['forward']}: fix the sample")
         return
@@ -611,8 +617,7 @@ def _entry_lines(entry: Found) -> list[str]:
     if not entry.supports_gradgrad:
         out.append("    supports_gradgrad: false  # double backward raises (gradci checks that it does)")
     out.extend(f"    # {TODO} {_comment(t)}" for t in entry.todos)
-    if entry.sample is None:
-        out.append(f"    samples: []  # {TODO} no sample")
+    if entry.sample is None:  # only a left-out entry has none
         return out
     first, args, kwargs = entry.sample
     out += ["    samples:", f"      - input: {first.yaml}" + _todo(first)]
