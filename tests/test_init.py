@@ -224,9 +224,7 @@ def test_hostile_names_and_messages_keep_the_yaml_valid(tmp_path: Path) -> None:
     assert dict(op.samples[0].kwargs) == {"on": 0.5, "null": False, "yes": 1}  # keys stay strings
     todos = [line for line in text.splitlines() if TODO in line]
     # the forward raised: a TODO that says so, on one line
-    assert any(
-        'raised RuntimeError: evil ]} "q" # [31m x: y: fix the sample' in t for t in todos
-    ), todos
+    assert any('raised RuntimeError: evil ]} "q" # [31m x: y: fix the sample' in t for t in todos), todos
     assert any("left out: its import path cannot be written in the spec" in t for t in todos), todos
 
 
