@@ -188,6 +188,46 @@ git fetch. Exit 0 also when no base results could be made (the record says why).
 """
 
 
+def _cmd_init(args: argparse.Namespace) -> int:
+    from . import commands
+
+    return commands.init(args.packages, output=args.output, force=args.force, workflow=args.workflow)
+
+
+def _add_init(parser: argparse.ArgumentParser) -> None:
+    # One-off arguments of a command that writes files, as merge's and report's: not settings, so
+    # no config key or GRADCI_* (a GRADCI_FORCE in an environment must never replace files).
+    parser.add_argument(
+        "packages",
+        metavar="PACKAGE",
+        nargs="*",
+        help="the packages to import and search (default: guessed from pyproject.toml and the "
+        "directory's top-level packages)",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        metavar="PATH",
+        type=Path,
+        default=Path("gradci-ops.yml"),
+        help="the spec to write (default: gradci-ops.yml)",
+    )
+    parser.add_argument("--force", action="store_true", help="replace the files if they exist")
+    parser.add_argument(
+        "--workflow",
+        action="store_true",
+        help="also write .github/workflows/gradci.yml: the pull-request check and the base results "
+        "on the default branch",
+    )
+
+
+INIT_EPILOG = """\
+run it in the project's repository, where its package imports (pip install -e . first for a
+compiled extension). Each op gets one sample built from its signature, tried once; what it had to
+guess is marked '# TODO(gradci init)', and gradci run says how many such lines are left.
+"""
+
+
 def _cmd_config(args: argparse.Namespace) -> int:
     from . import commands
 
@@ -360,6 +400,15 @@ def build_parser() -> argparse.ArgumentParser:
             "run a gradci command in the gradci container image, on the current directory",
         )
     )
+
+    initializing = command(
+        "init",
+        _cmd_init,
+        "write a starting gradci-ops.yml for the project's operators (torch.library ops and "
+        "autograd.Functions of its package), and with --workflow the GitHub workflow",
+    )
+    initializing.epilog = INIT_EPILOG + EPILOG
+    _add_init(initializing)
 
     configuring = command(
         "config",

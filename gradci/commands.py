@@ -1,5 +1,5 @@
 """What each command does: ``run``, ``list``, ``ops``, ``repro``, ``compare``, ``merge``, ``report``,
-``config``.
+``config``, ``init`` (its work in init.py).
 
 ``cli.py`` parses, these act.
 """
@@ -167,6 +167,7 @@ def run(resolved: Resolved, argv: Sequence[str]) -> int:
     print_summary(results)
     if written:
         console.info("results: " + ", ".join(written))
+    _todos_left(settings, console)
     output_error = OutputError("; ".join(problems)) if problems else None
     if error is not None:
         if output_error is not None:
@@ -177,6 +178,26 @@ def run(resolved: Resolved, argv: Sequence[str]) -> int:
     if interrupted:
         return EXIT_INTERRUPTED
     return _verdict(session, results)
+
+
+def _todos_left(settings: Settings, console: Console) -> None:
+    """A spec from gradci init whose guesses are unchecked: a failure there may be the sample's."""
+    from .init import TODO, todo_lines
+
+    lines = todo_lines(settings.spec) if settings.spec is not None else []
+    if lines:
+        console.info(
+            f"{settings.spec}: {counted(len(lines), 'line')} still marked '# {TODO.rstrip(':')}' "
+            f"(line {', '.join(map(str, lines[:10]))}{', ...' if len(lines) > 10 else ''}): "
+            "a failure of those ops may be the guessed sample's"
+        )
+
+
+def init(packages: Sequence[str], *, output: Path, force: bool, workflow: bool) -> int:
+    """``gradci init``: a starting spec (and workflow) for the project's operators."""
+    from .init import init as write_init
+
+    return write_init(packages, output, force=force, workflow=workflow)
 
 
 def show_config(resolved: Resolved) -> int:
