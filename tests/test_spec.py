@@ -135,6 +135,16 @@ PARSE_ERRORS = [
         "distinct name or variant)",
     ),
     (
+        "ops:\n  - op: m:f\n    gradgrad_error: double (backwards\n" + ONE,
+        "gradci-ops.yml:3: ops[0].gradgrad_error: not a valid regular expression: missing ), unterminated "
+        "subpattern at position 7 (Python's re syntax)",
+    ),
+    (
+        "ops:\n  - op: m:f\n    supports_gradgrad: true\n    gradgrad_error: not supported\n" + ONE,
+        "gradci-ops.yml:3: ops[0].supports_gradgrad: true, but gradgrad_error says double backward raises "
+        "(leave supports_gradgrad out: gradgrad_error implies false)",
+    ),
+    (
         "ops:\n  - op: not a path\n" + ONE,
         "gradci-ops.yml:2: ops[0].op: expected an import path such as 'mypkg.ops:fused_gelu' or "
         "'torch.ops.mylib.op', got 'not a path'",
@@ -566,3 +576,43 @@ def test_spawned_workers_rebuild_spec_ops(tmp_path: Path) -> None:
         "test_fn_grad_spec_expectations_cpu_float64": "xfailed",
         "test_fn_grad_spec_expectations_cpu_complex128": "xfailed",
     }
+
+
+GRADGRAD_ERRORS = """\
+ops:
+  - name: own_words           # double backward raises "double backwards on ... not supported"
+    op: gradci_specops:square_no_gradgrad
+    gradgrad_error: double backwards on \\w+ not supported
+    samples: &vector [{input: {shape: [4]}}]
+  - name: aten_words_expected # without gradgrad_error, fail-gradgrad wants aten's wording
+    op: gradci_specops:square_no_gradgrad
+    supports_gradgrad: false
+    samples: *vector
+  - name: other_words
+    op: gradci_specops:square_no_gradgrad
+    gradgrad_error: derivative for .* is not implemented
+    samples: *vector
+"""
+
+
+def test_gradgrad_error_is_what_fail_gradgrad_verifies(tmp_path: Path) -> None:
+    """An op whose double backward raises in its own words (torchvision's kernels do): with
+    gradgrad_error matching them fail-gradgrad passes; with aten's default, or another regex, it fails."""
+    (tmp_path / "gradci-ops.yml").write_text(GRADGRAD_ERRORS)
+    done = gradci("run", "--checks", "grad,gradgrad,fail-gradgrad", "--reruns", "0", cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    tests = results_of(tmp_path / "gradci-results.json")
+    outcomes = {i: t["outcome"] for i, t in tests.items()}
+    assert outcomes == {
+        **{f"test_fn_grad_{op}_cpu_float64": "passed" for op in ("own_words", "aten_words_expected", "other_words")},
+        **{f"test_fn_gradgrad_{op}_cpu_float64": "skipped" for op in ("own_words", "aten_words_expected", "other_words")},
+        "test_fn_fail_gradgrad_own_words_cpu_float64": "passed",
+        "test_fn_fail_gradgrad_aten_words_expected_cpu_float64": "failed",
+        "test_fn_fail_gradgrad_other_words_cpu_float64": "failed",
+    }  # fmt: skip
+    for op in ("aten_words_expected", "other_words"):
+        message = tests[f"test_fn_fail_gradgrad_{op}_cpu_float64"]["message"]
+        assert message == (
+            'AssertionError: "derivative for .* is not implemented" does not match "double backwards on '
+            'square_no_gradgrad not supported"'
+        )

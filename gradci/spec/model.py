@@ -147,6 +147,7 @@ class OpSpec:
     dtypes: tuple[str, ...] = ("float64",)
     samples: tuple[SampleSpec, ...] | str = ()  # or the import path of a sample function
     supports_gradgrad: bool = True
+    gradgrad_error: str | None = None  # a regex: double backward raises it (supports_gradgrad is False)
     supports_inplace_autograd: bool = True
     supports_forward_ad: bool = False  # OpInfo's defaults: forward-mode AD is opt-in
     supports_fwgrad_bwgrad: bool = False

@@ -41,6 +41,7 @@ _OP_KEYS = (
     "dtypes",
     "samples",
     "supports_gradgrad",
+    "gradgrad_error",
     "supports_inplace_autograd",
     "supports_forward_ad",
     "supports_fwgrad_bwgrad",
@@ -295,6 +296,8 @@ def _op(reader: _Reader, node: Any, index: int) -> OpSpec:
     ):
         if flag in items:
             values[flag] = reader.boolean(items[flag][1], f"{key}.{flag}")
+    if "gradgrad_error" in items:
+        values.update(_gradgrad_error(reader, items, key))
     if "gradcheck" in items:
         values.update(_gradcheck(reader, items["gradcheck"][1], f"{key}.gradcheck"))
     dtypes: tuple[str, ...] = values.get("dtypes", OpSpec.dtypes)
@@ -324,6 +327,26 @@ def _dtypes(reader: _Reader, node: Any, key: str) -> tuple[str, ...]:
                 hint="gradcheck needs double precision, as upstream's TestBwdGradients",
             )
     return tuple(n for n in DTYPE_NAMES if n in names)
+
+
+def _gradgrad_error(reader: _Reader, items: dict[str, tuple[Any, Any]], key: str) -> dict[str, Any]:
+    """``gradgrad_error: REGEX``: double backward raises its own words; the op has no gradgrad."""
+    node = items["gradgrad_error"][1]
+    pattern = reader.string(node, f"{key}.gradgrad_error", "a regular expression")
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise reader.error(
+            node, f"{key}.gradgrad_error", f"not a valid regular expression: {exc}", hint="Python's re syntax"
+        ) from None
+    if "supports_gradgrad" in items and reader.scalar(items["supports_gradgrad"][1]) is True:
+        raise reader.error(
+            items["supports_gradgrad"][0],
+            f"{key}.supports_gradgrad",
+            "true, but gradgrad_error says double backward raises",
+            hint="leave supports_gradgrad out: gradgrad_error implies false",
+        )
+    return {"gradgrad_error": pattern, "supports_gradgrad": False}
 
 
 def _gradcheck(reader: _Reader, node: Any, key: str) -> dict[str, Any]:
