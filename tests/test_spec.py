@@ -145,6 +145,30 @@ PARSE_ERRORS = [
         "(leave supports_gradgrad out: gradgrad_error implies false)",
     ),
     (
+        "extra: 1\nops: []\n",
+        "gradci-ops.yml:1: extra: unknown key (valid keys: version, import, defaults, ops; x-NAME keys are "
+        "ignored (a place for YAML anchors))",
+    ),
+    (
+        "defaults: [1]\nops: []\n",
+        "gradci-ops.yml:1: defaults: expected a mapping of op settings every op inherits, got a list",
+    ),
+    (
+        "defaults:\n  dtype: [float64]\nops: []\n",
+        "gradci-ops.yml:2: defaults.dtype: unknown key (did you mean 'dtypes'?)",
+    ),
+    (
+        "defaults:\n  samples: []\nops:\n  - op: m:f\n" + ONE,
+        "gradci-ops.yml:2: defaults.samples: not a default: each op gives its own (defaults take dtypes, "
+        "supports_gradgrad, gradgrad_error, supports_inplace_autograd, supports_forward_ad, "
+        "supports_fwgrad_bwgrad, gradcheck, skip, xfail; share samples with a YAML anchor under an x- key)",
+    ),
+    (
+        "defaults:\n  gradcheck: {atol: 0.1}\nops: []\n",
+        "gradci-ops.yml:2: defaults.gradcheck.atol: give atol and rtol together (gradcheck's defaults are "
+        "atol 1e-05, rtol 0.001)",
+    ),
+    (
         "ops:\n  - op: not a path\n" + ONE,
         "gradci-ops.yml:2: ops[0].op: expected an import path such as 'mypkg.ops:fused_gelu' or "
         "'torch.ops.mylib.op', got 'not a path'",
@@ -158,6 +182,68 @@ def test_parse_errors(project: Path, text: str, message: str) -> None:
     with pytest.raises(SpecError) as info:
         parse_spec(Path("gradci-ops.yml"))
     assert str(info.value) == message
+
+
+def test_defaults_are_inherited_and_overridden_key_by_key(project: Path) -> None:
+    """A key an op gives replaces the default; gradcheck merges setting by setting, skip and xfail
+    check by check; x- keys hold anchors and are otherwise ignored."""
+    (project / "gradci-ops.yml").write_text(
+        """\
+x-vector: &vector [{input: {shape: [3]}}]
+x-notes: {anything: [goes, here]}
+defaults:
+  dtypes: [float64, complex128]
+  supports_forward_ad: true
+  gradgrad_error: double backwards on \\w+ not supported
+  gradcheck: {atol: 0.01, rtol: 0.01, check_batched_grad: false}
+  skip: {gradgrad: slow, inplace-grad: no in-place variant}
+  xfail: {forward-ad: no jvp}
+ops:
+  - op: m:inherits
+    samples: *vector
+  - op: m:overrides
+    dtypes: [float64]
+    supports_gradgrad: true
+    gradcheck: {check_batched_grad: true, fast_mode: false}
+    skip: {forward-ad: not today}
+    xfail: {gradgrad: {reason: broken, dtypes: [float64]}}
+    samples: *vector
+"""
+    )
+    inherits, overrides = parse_spec(Path("gradci-ops.yml")).ops
+    assert inherits.dtypes == ("float64", "complex128") and inherits.supports_forward_ad
+    assert (inherits.gradgrad_error, inherits.supports_gradgrad) == (
+        r"double backwards on \w+ not supported",
+        False,
+    )
+    assert (inherits.atol, inherits.rtol, inherits.check_batched_grad, inherits.fast_mode) == (
+        0.01,
+        0.01,
+        False,
+        None,
+    )
+    assert [(e.check, e.reason) for e in inherits.skips] == [
+        ("gradgrad", "slow"),
+        ("inplace-grad", "no in-place variant"),
+    ]
+    assert [(e.check, e.reason) for e in inherits.xfails] == [("forward-ad", "no jvp")]
+    assert overrides.dtypes == ("float64",) and overrides.supports_forward_ad
+    # supports_gradgrad: true drops the inherited gradgrad_error
+    assert (overrides.gradgrad_error, overrides.supports_gradgrad) == (None, True)
+    assert (overrides.atol, overrides.rtol, overrides.check_batched_grad, overrides.fast_mode) == (
+        0.01,
+        0.01,
+        True,
+        False,
+    )
+    # its skip of forward-ad replaces the inherited xfail; its xfail of gradgrad the inherited skip
+    assert [(e.check, e.reason) for e in overrides.skips] == [
+        ("inplace-grad", "no in-place variant"),
+        ("forward-ad", "not today"),
+    ]
+    assert [(e.check, e.reason, e.dtypes) for e in overrides.xfails] == [("gradgrad", "broken", ("float64",))]
+    # a later error (the probe's "cannot take complex128") points at the op's own key, else its entry
+    assert overrides.lines.get("dtypes") == 14 and "dtypes" not in inherits.lines
 
 
 LOAD_ERRORS = [
@@ -616,3 +702,54 @@ def test_gradgrad_error_is_what_fail_gradgrad_verifies(tmp_path: Path) -> None:
             'AssertionError: "derivative for .* is not implemented" does not match "double backwards on '
             'square_no_gradgrad not supported"'
         )
+
+
+DEFAULTS = """\
+x-vector: &vector [{input: {shape: [4]}}]
+defaults:
+  dtypes: [float64, complex128]
+  gradcheck: {atol: 0.01, rtol: 0.01, check_batched_grad: false}
+  skip: {gradgrad: "double backward checked elsewhere"}
+ops:
+  - name: d.no_vmap            # inherits check_batched_grad: false
+    op: gradci_specops:no_vmap
+    samples: *vector
+  - name: d.no_vmap_batched    # turns it back on, keeps the inherited tolerances
+    op: gradci_specops:no_vmap
+    gradcheck: {check_batched_grad: true}
+    skip: {gradgrad: "its own reason"}
+    samples: *vector
+  - name: d.off                # 0.3% off: passes the inherited rtol 0.01
+    op: gradci_specops:slightly_off
+    samples: *vector
+  - name: d.off_strict         # gradcheck's own tolerances again: fails, as its xfail says
+    op: gradci_specops:slightly_off
+    dtypes: [float64]
+    gradcheck: {atol: 1.0e-5, rtol: 1.0e-3}
+    xfail: {grad: "0.3% off"}
+    samples: *vector
+"""
+
+
+def test_defaults_take_effect_on_real_gradchecks(tmp_path: Path) -> None:
+    (tmp_path / "gradci-ops.yml").write_text(DEFAULTS)
+    done = gradci("run", "--checks", "grad,gradgrad", "--reruns", "0", cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    tests = results_of(tmp_path / "gradci-results.json")
+    outcomes = {i: t["outcome"] for i, t in tests.items() if i.startswith("test_fn_grad_")}
+    assert outcomes == {
+        "test_fn_grad_d_no_vmap_cpu_float64": "passed",
+        "test_fn_grad_d_no_vmap_cpu_complex128": "passed",
+        "test_fn_grad_d_no_vmap_batched_cpu_float64": "failed",
+        "test_fn_grad_d_no_vmap_batched_cpu_complex128": "failed",
+        "test_fn_grad_d_off_cpu_float64": "passed",
+        "test_fn_grad_d_off_cpu_complex128": "passed",
+        "test_fn_grad_d_off_strict_cpu_float64": "xfailed",
+    }
+    assert (
+        "While computing batched gradients" in tests["test_fn_grad_d_no_vmap_batched_cpu_float64"]["message"]
+    )
+    gradgrad = {i: t["message"] for i, t in tests.items() if i.startswith("test_fn_gradgrad_")}
+    assert len(gradgrad) == 7 and all(tests[i]["outcome"] == "skipped" for i in gradgrad)
+    assert gradgrad["test_fn_gradgrad_d_no_vmap_batched_cpu_float64"] == "its own reason"
+    assert gradgrad["test_fn_gradgrad_d_off_strict_cpu_float64"] == "double backward checked elsewhere"

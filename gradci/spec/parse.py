@@ -32,7 +32,8 @@ SPEC_VERSION = 1
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _VARIANT = re.compile(r"^[A-Za-z0-9_]+$")
 
-_TOP_KEYS = ("version", "import", "ops")
+_TOP_KEYS = ("version", "import", "defaults", "ops")
+_EXTENSION = "x-"  # top-level keys left to the user (a place for YAML anchors), as in Compose files
 _OP_KEYS = (
     "name",
     "variant",
@@ -49,6 +50,7 @@ _OP_KEYS = (
     "skip",
     "xfail",
 )
+_OWN_KEYS = ("name", "variant", "op", "inplace", "samples")  # what no op inherits from defaults
 _GRADCHECK_KEYS = (
     "atol",
     "rtol",
@@ -94,8 +96,11 @@ class _Reader:
             return "a list"
         return repr(node.value)
 
-    def mapping(self, node: Any, key: str, allowed: Sequence[str], what: str) -> dict[str, tuple[Any, Any]]:
-        """``{key: (key node, value node)}``; unknown and duplicate keys are errors."""
+    def mapping(
+        self, node: Any, key: str, allowed: Sequence[str], what: str, *, ignored_prefix: str | None = None
+    ) -> dict[str, tuple[Any, Any]]:
+        """``{key: (key node, value node)}``; unknown and duplicate keys are errors, keys starting
+        with ``ignored_prefix`` are left out."""
         import yaml
 
         if not isinstance(node, yaml.MappingNode):
@@ -106,9 +111,13 @@ class _Reader:
             if not isinstance(name, str):
                 raise self.error(key_node, key, "keys must be plain words")
             where = f"{key}.{name}" if key else name
+            if ignored_prefix is not None and name.startswith(ignored_prefix) and name != ignored_prefix:
+                continue
             if name not in allowed:
                 close = difflib.get_close_matches(name, allowed, n=1, cutoff=0.6)
                 hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(allowed)}"
+                if ignored_prefix is not None and not close:
+                    hint += f"; {ignored_prefix}NAME keys are ignored (a place for YAML anchors)"
                 raise self.error(key_node, where, "unknown key", hint=hint)
             if name in items:
                 raise self.error(key_node, where, "given twice")
@@ -180,7 +189,9 @@ def parse_spec(path: Path) -> Spec:
     if root is None:
         raise SpecError(f"{path}: the spec is empty", hint="list operators under 'ops:'")
     try:
-        top = reader.mapping(root, "", _TOP_KEYS, "a mapping with 'ops' (and optionally 'import')")
+        top = reader.mapping(
+            root, "", _TOP_KEYS, "a mapping with 'ops' (and optionally 'import')", ignored_prefix=_EXTENSION
+        )
     except SpecError as exc:
         if "unknown key" in exc.message and _is_run_option(exc.message):
             raise SpecError(
@@ -194,6 +205,7 @@ def parse_spec(path: Path) -> Spec:
         if reader.scalar(node) != SPEC_VERSION:
             raise reader.error(node, "version", f"this gradci reads spec version {SPEC_VERSION}")
     imports = _imports(reader, top["import"][1]) if "import" in top else ()
+    defaults = _defaults(reader, top["defaults"][1]) if "defaults" in top else {}
     if "ops" not in top:
         raise reader.error(root, "ops", "missing: the list of operators to check")
     op_nodes = reader.sequence(top["ops"][1], "ops", "a list of operators")
@@ -202,7 +214,7 @@ def parse_spec(path: Path) -> Spec:
     ops: list[OpSpec] = []
     seen: dict[tuple[str, str], int] = {}
     for index, node in enumerate(op_nodes):
-        op = _op(reader, node, index)
+        op = _op(reader, node, index, defaults)
         ident = (op.name, op.variant)
         if ident in seen:
             raise reader.error(
@@ -255,7 +267,63 @@ def _default_name(path: str) -> str:
     return re.split(r"[.:]", path)[-1]
 
 
-def _op(reader: _Reader, node: Any, index: int) -> OpSpec:
+def _defaults(reader: _Reader, node: Any) -> dict[str, Any]:
+    """``defaults:``: the settings every op inherits (not what names an op or its samples)."""
+    items = reader.mapping(node, "defaults", _OP_KEYS, "a mapping of op settings every op inherits")
+    for name in _OWN_KEYS:
+        if name in items:
+            raise reader.error(
+                items[name][0],
+                f"defaults.{name}",
+                "not a default: each op gives its own",
+                hint=f"defaults take {', '.join(k for k in _OP_KEYS if k not in _OWN_KEYS)}; "
+                "share samples with a YAML anchor under an x- key",
+            )
+    return _settings(reader, items, "defaults", DTYPE_NAMES)
+
+
+def _settings(
+    reader: _Reader, items: dict[str, tuple[Any, Any]], key: str, inherited_dtypes: tuple[str, ...]
+) -> dict[str, Any]:
+    """The OpSpec fields of the keys an op may inherit from ``defaults`` (gradcheck's flattened)."""
+    values: dict[str, Any] = {}
+    if "dtypes" in items:
+        values["dtypes"] = _dtypes(reader, items["dtypes"][1], f"{key}.dtypes")
+    for flag in (
+        "supports_gradgrad",
+        "supports_inplace_autograd",
+        "supports_forward_ad",
+        "supports_fwgrad_bwgrad",
+    ):
+        if flag in items:
+            values[flag] = reader.boolean(items[flag][1], f"{key}.{flag}")
+    if "gradgrad_error" in items:
+        values.update(_gradgrad_error(reader, items, key))
+    if "gradcheck" in items:
+        values.update(_gradcheck(reader, items["gradcheck"][1], f"{key}.gradcheck"))
+    dtypes: tuple[str, ...] = values.get("dtypes", inherited_dtypes)
+    for word, field_name in (("skip", "skips"), ("xfail", "xfails")):
+        if word in items:
+            values[field_name] = _expectations(reader, items[word][1], f"{key}.{word}", word, dtypes)
+    return values
+
+
+def _merge(defaults: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
+    """An op's settings over the defaults: a key the op gives replaces the default, except that
+    ``gradcheck`` merges setting by setting (its fields are flat here: atol and rtol, given together,
+    replace both) and ``skip``/``xfail`` check by check (the op's skip or xfail of a check replaces
+    the defaults' skip or xfail of that check)."""
+    merged = {**defaults, **own}
+    own_checks = {e.check for e in (*own.get("skips", ()), *own.get("xfails", ()))}
+    for field_name in ("skips", "xfails"):
+        inherited = tuple(e for e in defaults.get(field_name, ()) if e.check not in own_checks)
+        merged[field_name] = inherited + own.get(field_name, ())
+    if own.get("supports_gradgrad") is True:
+        merged.pop("gradgrad_error", None)  # the op does support it: an inherited error is not its own
+    return merged
+
+
+def _op(reader: _Reader, node: Any, index: int, defaults: dict[str, Any]) -> OpSpec:
     key = f"ops[{index}]"
     items = reader.mapping(node, key, _OP_KEYS, "a mapping with at least 'op' and 'samples'")
     lines = {name: reader.line(value) for name, (_, value) in items.items()}
@@ -286,24 +354,8 @@ def _op(reader: _Reader, node: Any, index: int) -> OpSpec:
         values["variant"] = variant
     if "inplace" in items:
         values["inplace"] = _import_path(reader, items["inplace"][1], f"{key}.inplace", "an import path")
-    if "dtypes" in items:
-        values["dtypes"] = _dtypes(reader, items["dtypes"][1], f"{key}.dtypes")
-    for flag in (
-        "supports_gradgrad",
-        "supports_inplace_autograd",
-        "supports_forward_ad",
-        "supports_fwgrad_bwgrad",
-    ):
-        if flag in items:
-            values[flag] = reader.boolean(items[flag][1], f"{key}.{flag}")
-    if "gradgrad_error" in items:
-        values.update(_gradgrad_error(reader, items, key))
-    if "gradcheck" in items:
-        values.update(_gradcheck(reader, items["gradcheck"][1], f"{key}.gradcheck"))
+    values.update(_merge(defaults, _settings(reader, items, key, defaults.get("dtypes", OpSpec.dtypes))))
     dtypes: tuple[str, ...] = values.get("dtypes", OpSpec.dtypes)
-    for word, field_name in (("skip", "skips"), ("xfail", "xfails")):
-        if word in items:
-            values[field_name] = _expectations(reader, items[word][1], f"{key}.{word}", word, dtypes)
     values["samples"] = _samples(reader, items["samples"][1], f"{key}.samples", dtypes)
     return OpSpec(index=index, line=reader.line(node), lines=lines, **values)
 
