@@ -169,6 +169,21 @@ PARSE_ERRORS = [
         "atol 1e-05, rtol 0.001)",
     ),
     (
+        "ops:\n  - op: m:f\n    samples: [{input: {shape: [3]}, repeat: 0}]\n",
+        "gradci-ops.yml:3: ops[0].samples[0].repeat: expected a whole number from 1 to 100, got '0' (each "
+        "repeat is one more gradcheck in every test of the op)",
+    ),
+    (
+        "ops:\n  - op: m:f\n    samples: [{input: {shape: [3]}, repeat: 2.5}]\n",
+        "gradci-ops.yml:3: ops[0].samples[0].repeat: expected a whole number from 1 to 100, got '2.5' (each "
+        "repeat is one more gradcheck in every test of the op)",
+    ),
+    (
+        "ops:\n  - op: m:f\n    samples:\n      - input: {values: [1, 2]}\n        repeat: 10\n",
+        "gradci-ops.yml:5: ops[0].samples[0].repeat: 10 identical samples: none of its tensors is random "
+        "(repeat draws random tensors ('shape') anew with another seed; literal 'values' stay the same)",
+    ),
+    (
         "ops:\n  - op: not a path\n" + ONE,
         "gradci-ops.yml:2: ops[0].op: expected an import path such as 'mypkg.ops:fused_gelu' or "
         "'torch.ops.mylib.op', got 'not a path'",
@@ -408,6 +423,50 @@ ops:
     assert again.input is not x
     no_grad, _ = info.sample_inputs("cpu", torch.float64, requires_grad=False)
     assert not no_grad.input.requires_grad
+
+
+def _repeated(count: int) -> str:
+    return f"""\
+ops:
+  - op: gradci_specops:two_x
+    samples:
+      - input: {{shape: [5]}}
+        args: [{{values: [1, 2]}}]
+        repeat: {count}
+      - input: {{shape: [5]}}
+"""
+
+
+def test_repeat_makes_samples_with_seeds_of_their_own(project: Path) -> None:
+    (project / "gradci-ops.yml").write_text(_repeated(4))
+    (info,) = [e.op for e in load_spec(Path("gradci-ops.yml"))]
+    torch.manual_seed(0)
+    samples = list(info.sample_inputs("cpu", torch.float64, requires_grad=True))
+    assert len(samples) == 5
+    repeats, after = samples[:4], samples[4]
+    assert len({tuple(s.input.tolist()) for s in repeats}) == 4  # distinct random values
+    assert all(s.args[0].tolist() == [1.0, 2.0] for s in repeats)  # literal values stay
+    seeds = [int(s.name.rpartition("seed ")[2]) for s in repeats]
+    assert seeds == list(range(seeds[0], seeds[0] + 4))
+    assert [s.name.partition(",")[0] for s in repeats] == [
+        f"samples[0] repeat {k} of 4" for k in (1, 2, 3, 4)
+    ]
+    assert after.name == ""
+    # each repeat is its seed's: made again from it, the same tensor
+    torch.manual_seed(seeds[2])
+    from torch.testing import make_tensor
+
+    assert torch.equal(make_tensor((5,), device="cpu", dtype=torch.float64), repeats[2].input.detach())
+    # the same test seed gives the same samples; the sample after them does not depend on the count
+    torch.manual_seed(0)
+    again = list(info.sample_inputs("cpu", torch.float64, requires_grad=True))
+    assert all(torch.equal(a.input, b.input) for a, b in zip(samples, again, strict=True))
+    (project / "gradci-ops.yml").write_text(_repeated(9))
+    (other,) = [e.op for e in load_spec(Path("gradci-ops.yml"))]
+    torch.manual_seed(0)
+    longer = list(other.sample_inputs("cpu", torch.float64, requires_grad=True))
+    assert len(longer) == 10 and torch.equal(longer[-1].input, after.input)
+    assert torch.equal(longer[0].input, repeats[0].input)
 
 
 def test_op_paths(project: Path) -> None:
@@ -753,3 +812,27 @@ def test_defaults_take_effect_on_real_gradchecks(tmp_path: Path) -> None:
     assert len(gradgrad) == 7 and all(tests[i]["outcome"] == "skipped" for i in gradgrad)
     assert gradgrad["test_fn_gradgrad_d_no_vmap_batched_cpu_float64"] == "its own reason"
     assert gradgrad["test_fn_gradgrad_d_off_strict_cpu_float64"] == "double backward checked elsewhere"
+
+
+REPEATED = """\
+ops:
+  - name: many                  # 30 draws with seeds of their own: one sums to more than 0
+    op: gradci_specops:wrong_for_positive_sums
+    samples: [{input: {shape: [2]}, repeat: 30}]
+"""
+
+
+def test_repeat_finds_what_one_draw_can_miss(tmp_path: Path) -> None:
+    (tmp_path / "gradci-ops.yml").write_text(REPEATED)
+    done = gradci("run", "--checks", "grad", "--reruns", "0", cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    (failed,) = results_of(tmp_path / "gradci-results.json").values()
+    assert failed["outcome"] == "failed" and failed["message"].startswith("GradcheckError: Jacobian mismatch")
+    index = failed["sample_index"]
+    assert 0 <= index < 30
+    assert f"name='samples[0] repeat {index + 1} of 30, seed " in failed["sample"]
+    (numerical, analytical) = (
+        float(failed["mismatch"]["numerical"]),
+        float(failed["mismatch"]["analytical"]),
+    )
+    assert (numerical, analytical) == pytest.approx((2, 3))

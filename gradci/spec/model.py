@@ -3,6 +3,7 @@ here; tensors are made when a test asks for its samples)."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,6 +83,14 @@ def _make_value(value: Value, device: Any, dtype: Any, requires_grad: bool) -> A
     return value
 
 
+def any_random(value: Value) -> bool:
+    if isinstance(value, TensorSpec):
+        return value.values is None
+    if isinstance(value, tuple):
+        return any(any_random(v) for v in value)
+    return False
+
+
 def any_grad(value: Value, dtype: str) -> bool:
     if isinstance(value, TensorSpec):
         return value.wants_grad(dtype)
@@ -97,6 +106,7 @@ class SampleSpec:
     kwargs: tuple[tuple[str, Value], ...] = ()
     broadcasts_input: bool = False
     line: int = 0
+    repeat: int = 1  # that many samples, each with a seed of its own
 
     def values(self) -> Iterator[Value]:
         yield self.input
@@ -111,19 +121,59 @@ class SpecSamples:
     samples: tuple[SampleSpec, ...]
 
     def __call__(self, op: Any, device: Any, dtype: Any, requires_grad: bool, **kwargs: Any) -> Iterator[Any]:
-        from torch.testing._internal.opinfo.core import SampleInput
+        import torch
 
-        for sample in self.samples:
+        for index, sample in enumerate(self.samples):
+            if sample.repeat == 1:
+                yield _sample_input(sample, device, dtype, requires_grad)
+                continue
+            # Distinct seeds, as tests loop over seeds; the first is drawn from the test's own seeded
+            # generator (different per test, as upstream's samples), and the repeats' draws happen in a
+            # fork of it, so the samples after these are the same whatever the count.
+            first = int(torch.randint(0, 2**31, ()))
+            for k in range(sample.repeat):
+                seed = first + k
+                name = f"samples[{index}] repeat {k + 1} of {sample.repeat}, seed {seed}"
+                with _seeded(seed, device):
+                    made = _sample_input(sample, device, dtype, requires_grad, name)
+                yield made  # outside the fork: the check itself draws from the test's generator
 
-            def make(value: Value) -> Any:
-                return _make_value(value, device, dtype, requires_grad)
 
-            yield SampleInput(
-                make(sample.input),
-                args=tuple(make(a) for a in sample.args),
-                kwargs={k: make(v) for k, v in sample.kwargs},
-                broadcasts_input=sample.broadcasts_input,
-            )
+def _sample_input(
+    sample: SampleSpec, device: Any, dtype: Any, requires_grad: bool, name: str | None = None
+) -> Any:
+    from torch.testing._internal.opinfo.core import SampleInput
+
+    def make(value: Value) -> Any:
+        return _make_value(value, device, dtype, requires_grad)
+
+    return SampleInput(
+        make(sample.input),
+        args=tuple(make(a) for a in sample.args),
+        kwargs={k: make(v) for k, v in sample.kwargs},
+        broadcasts_input=sample.broadcasts_input,
+        name=name,
+    )
+
+
+@contextlib.contextmanager
+def _seeded(seed: int, device: Any) -> Iterator[None]:
+    """Random draws on ``device`` (and the CPU) from ``seed``; the generators' states restored after."""
+    import torch
+
+    where = torch.device(device)
+    if where.type == "cpu":
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(seed)
+            yield
+        return
+    module = torch.get_device_module(where.type)
+    index = where.index if where.index is not None else module.current_device()
+    with torch.random.fork_rng(devices=[index], device_type=where.type):
+        torch.default_generator.manual_seed(seed)
+        with module.device(index):
+            module.manual_seed(seed)
+        yield
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ import difflib
 import math
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from .model import (
     TensorSpec,
     Value,
     any_grad,
+    any_random,
 )
 
 SPEC_VERSION = 1
@@ -60,7 +62,8 @@ _GRADCHECK_KEYS = (
     "check_batched_gradgrad",
     "check_batched_forward_grad",
 )
-_SAMPLE_KEYS = ("input", "args", "kwargs", "broadcasts_input")
+_SAMPLE_KEYS = ("input", "args", "kwargs", "broadcasts_input", "repeat")
+MAX_REPEAT = 100  # each repeat is a gradcheck more in every test of the op
 _TENSOR_KEYS = ("shape", "values", "requires_grad", "domain", "range", "dtype", "noncontiguous")
 _EXPECTATION_KEYS = ("reason", "dtypes")
 
@@ -509,7 +512,29 @@ def _sample(reader: _Reader, node: Any, key: str) -> SampleSpec:
     broadcasts = False
     if "broadcasts_input" in items:
         broadcasts = reader.boolean(items["broadcasts_input"][1], f"{key}.broadcasts_input")
-    return SampleSpec(value, args, kwargs, broadcasts, reader.line(node))
+    sample = SampleSpec(value, args, kwargs, broadcasts, reader.line(node))
+    if "repeat" in items:
+        sample = replace(sample, repeat=_repeat(reader, items["repeat"][1], f"{key}.repeat", sample))
+    return sample
+
+
+def _repeat(reader: _Reader, node: Any, key: str, sample: SampleSpec) -> int:
+    count = reader._plain(node, key, f"a whole number from 1 to {MAX_REPEAT}")
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_REPEAT:
+        raise reader.error(
+            node,
+            key,
+            f"expected a whole number from 1 to {MAX_REPEAT}, got {node.value!r}",
+            hint="each repeat is one more gradcheck in every test of the op",
+        )
+    if count > 1 and not any(any_random(v) for v in sample.values()):
+        raise reader.error(
+            node,
+            key,
+            f"{count} identical samples: none of its tensors is random",
+            hint="repeat draws random tensors ('shape') anew with another seed; literal 'values' stay the same",
+        )
+    return int(count)
 
 
 def _value(reader: _Reader, node: Any, key: str) -> Value:
