@@ -184,6 +184,44 @@ PARSE_ERRORS = [
         "(repeat draws random tensors ('shape') anew with another seed; literal 'values' stay the same)",
     ),
     (
+        "ops:\n  - op: m:f\n    samples: [{input: {shape: [3], distribution: gauss}}]\n",
+        "gradci-ops.yml:3: ops[0].samples[0].input.distribution: unknown distribution 'gauss' (choose from "
+        "uniform, normal)",
+    ),
+    (
+        "ops:\n  - op: m:f\n    samples: [{input: {shape: [3], distribution: normal, domain: positive}}]\n",
+        "gradci-ops.yml:3: ops[0].samples[0].input.domain: a normal tensor takes no domain (give 'range' to "
+        "clamp its values to [low, high])",
+    ),
+    (
+        "ops:\n  - op: m:f\n    samples: [{input: {values: [1, 2], distribution: normal}}]\n",
+        "gradci-ops.yml:3: ops[0].samples[0].input.distribution: literal 'values' take no distribution",
+    ),
+    (
+        "ops:\n  - op: m:f\n    samples:\n      - input: {shape: [3]}\n        args: [{shape: [3], dtype: int64, distribution: normal}]\n",
+        "gradci-ops.yml:5: ops[0].samples[0].args[0].distribution: normal values need a floating-point or "
+        "complex dtype, not int64",
+    ),
+    (
+        "ops:\n  - op: m:f\n    samples: [{input: {shape: [2, 3], permute: [0, 2]}}]\n",
+        "gradci-ops.yml:3: ops[0].samples[0].input.permute: expected a permutation of the tensor's 2 dims "
+        "(0 to 1), got [0, 2]",
+    ),
+    (
+        "ops:\n  - op: m:f\n    samples: [{input: {values: [[1, 2]], permute: [0, 1]}}]\n",
+        "gradci-ops.yml:3: ops[0].samples[0].input.permute: [0, 1] keeps the order: the tensor would be "
+        "contiguous (e.g. [1, 0] for a transposed matrix; 'noncontiguous: true' for a 1-d tensor)",
+    ),
+    (
+        "ops:\n  - op: m:f\n    samples: [{input: {shape: [], permute: []}}]\n",
+        "gradci-ops.yml:3: ops[0].samples[0].input.permute: [] keeps the order: the tensor would be "
+        "contiguous (e.g. [1, 0] for a transposed matrix; 'noncontiguous: true' for a 1-d tensor)",
+    ),
+    (
+        "ops:\n  - op: m:f\n    samples: [{input: {shape: [2, 3], noncontiguous: true, permute: [1, 0]}}]\n",
+        "gradci-ops.yml:3: ops[0].samples[0].input.permute: give 'noncontiguous' or 'permute', not both",
+    ),
+    (
         "ops:\n  - op: not a path\n" + ONE,
         "gradci-ops.yml:2: ops[0].op: expected an import path such as 'mypkg.ops:fused_gelu' or "
         "'torch.ops.mylib.op', got 'not a path'",
@@ -467,6 +505,37 @@ def test_repeat_makes_samples_with_seeds_of_their_own(project: Path) -> None:
     longer = list(other.sample_inputs("cpu", torch.float64, requires_grad=True))
     assert len(longer) == 10 and torch.equal(longer[-1].input, after.input)
     assert torch.equal(longer[0].input, repeats[0].input)
+
+
+def test_normal_and_permuted_tensors(project: Path) -> None:
+    (project / "gradci-ops.yml").write_text(
+        """\
+ops:
+  - op: gradci_specops:echo
+    dtypes: [float64, complex128]
+    samples:
+      - input: {shape: [4000], distribution: normal}
+        args:
+          - {shape: [4000], distribution: normal, range: [-0.5, 0.5]}
+          - {shape: [2, 3, 4], permute: [2, 0, 1]}
+          - {values: [[1, 2, 3], [4, 5, 6]], permute: [1, 0]}
+          - {shape: [3, 5], distribution: normal, permute: [1, 0], range: [-1, 1]}
+"""
+    )
+    (entry,) = load_spec(Path("gradci-ops.yml"))
+    (sample,) = entry.op.sample_inputs("cpu", torch.float64, requires_grad=True)
+    normal, clamped, permuted, literal, both = sample.input.detach(), *(a.detach() for a in sample.args)
+    assert abs(float(normal.mean())) < 0.1 and 0.9 < float(normal.std()) < 1.1  # randn's, not [-9, 9]'s
+    assert float(clamped.min()) == -0.5 and float(clamped.max()) == 0.5  # clamped, not rescaled
+    assert 0.4 < float((clamped.abs() == 0.5).double().mean()) < 0.8  # P(|N(0, 1)| > 0.5) = 0.62
+    assert permuted.shape == (2, 3, 4) and not permuted.is_contiguous()
+    assert permuted.permute(1, 2, 0).is_contiguous()  # made as [3, 4, 2], then permuted
+    assert literal.tolist() == [[1, 2, 3], [4, 5, 6]] and not literal.is_contiguous()
+    assert both.shape == (3, 5) and not both.is_contiguous() and float(both.abs().max()) <= 1
+    assert sample.input.requires_grad and sample.args[1].requires_grad and sample.args[1].is_leaf
+    (complex_sample,) = entry.op.sample_inputs("cpu", torch.complex128, requires_grad=True)
+    part = complex_sample.args[0].detach()
+    assert part.is_complex() and float(part.real.abs().max()) <= 0.5 and float(part.imag.abs().max()) <= 0.5
 
 
 def test_op_paths(project: Path) -> None:
@@ -836,3 +905,32 @@ def test_repeat_finds_what_one_draw_can_miss(tmp_path: Path) -> None:
         float(failed["mismatch"]["analytical"]),
     )
     assert (numerical, analytical) == pytest.approx((2, 3))
+
+
+LAYOUTS = """\
+ops:
+  - name: layout.contiguous    # reads memory as if contiguous: right for a contiguous input
+    op: gradci_specops:strides_ignored
+    samples: [{input: {shape: [3, 4]}}]
+  - name: layout.permuted      # ... and wrong for a transposed one, which gradcheck catches
+    op: gradci_specops:strides_ignored
+    samples: [{input: {shape: [3, 4], permute: [1, 0]}}]
+  - name: layout.mm            # a correct op on a permuted normal input
+    op: torch.mm
+    samples: [{input: {shape: [3, 4], distribution: normal, permute: [1, 0]}, args: [{shape: [4, 2], distribution: normal}]}]
+"""
+
+
+def test_permuted_inputs_reach_gradcheck(tmp_path: Path) -> None:
+    (tmp_path / "gradci-ops.yml").write_text(LAYOUTS)
+    done = gradci("run", "--checks", "grad", "--reruns", "0", cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    tests = results_of(tmp_path / "gradci-results.json")
+    assert {i: t["outcome"] for i, t in tests.items()} == {
+        "test_fn_grad_layout_contiguous_cpu_float64": "passed",
+        "test_fn_grad_layout_permuted_cpu_float64": "failed",
+        "test_fn_grad_layout_mm_cpu_float64": "passed",
+    }
+    failed = tests["test_fn_grad_layout_permuted_cpu_float64"]
+    assert failed["message"].startswith("GradcheckError: Jacobian mismatch")
+    assert "size=(3, 4)" in failed["sample"] and "contiguous=False" in failed["sample"]

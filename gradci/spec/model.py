@@ -47,6 +47,8 @@ class TensorSpec:
     random_sign: bool = False
     dtype: str | None = None  # None: the dtype under test
     noncontiguous: bool = False
+    distribution: str = "uniform"  # or "normal": torch.randn's, clamped to [low, high] where given
+    permute: tuple[int, ...] | None = None  # made in the inverse order, then permuted: non-contiguous
 
     def wants_grad(self, dtype: str) -> bool:
         own = self.dtype or dtype
@@ -54,22 +56,51 @@ class TensorSpec:
 
     def make(self, device: Any, dtype: Any, requires_grad: bool) -> Any:
         import torch
-        from torch.testing import make_tensor
         from torch.testing._internal.common_utils import noncontiguous_like
 
         own = getattr(torch, self.dtype) if self.dtype else dtype
+        inverse = _inverse(self.permute) if self.permute else None
         if self.values is not None:
             tensor = torch.tensor(self.values, dtype=own, device=device)
+            if inverse is not None:  # the declared values, in a permuted memory layout
+                tensor = tensor.permute(inverse).contiguous()
         else:
             assert self.shape is not None
-            tensor = make_tensor(self.shape, device=device, dtype=own, low=self.low, high=self.high)
-            if self.random_sign:
-                positive = make_tensor(self.shape, device=device, dtype=torch.bool)
-                tensor = torch.where(positive, tensor, -tensor)
+            shape = self.shape if inverse is None else tuple(self.shape[i] for i in inverse)
+            tensor = self._random(shape, device, own)
+        if self.permute is not None:
+            tensor = tensor.permute(self.permute)
         if self.noncontiguous and tensor.numel() > 0:
             tensor = noncontiguous_like(tensor)
         grad = requires_grad and self.wants_grad(str(own).removeprefix("torch."))
         return tensor.detach().requires_grad_(grad)
+
+    def _random(self, shape: tuple[int, ...], device: Any, dtype: Any) -> Any:
+        import torch
+        from torch.testing import make_tensor
+
+        if self.distribution == "normal":
+            tensor = torch.randn(shape, device=device, dtype=dtype)
+            if self.low is not None and self.high is not None:
+                if tensor.is_complex():  # each part, as make_tensor's range for complex
+                    tensor = torch.complex(
+                        tensor.real.clamp(self.low, self.high), tensor.imag.clamp(self.low, self.high)
+                    )
+                else:
+                    tensor = tensor.clamp(self.low, self.high)
+            return tensor
+        tensor = make_tensor(shape, device=device, dtype=dtype, low=self.low, high=self.high)
+        if self.random_sign:
+            positive = make_tensor(shape, device=device, dtype=torch.bool)
+            tensor = torch.where(positive, tensor, -tensor)
+        return tensor
+
+
+def _inverse(permutation: tuple[int, ...]) -> tuple[int, ...]:
+    inverse = [0] * len(permutation)
+    for position, dim in enumerate(permutation):
+        inverse[dim] = position
+    return tuple(inverse)
 
 
 Value = Any  # a TensorSpec, a scalar (bool, int, float, str, None), or a tuple of values (a list)

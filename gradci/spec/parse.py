@@ -64,7 +64,18 @@ _GRADCHECK_KEYS = (
 )
 _SAMPLE_KEYS = ("input", "args", "kwargs", "broadcasts_input", "repeat")
 MAX_REPEAT = 100  # each repeat is a gradcheck more in every test of the op
-_TENSOR_KEYS = ("shape", "values", "requires_grad", "domain", "range", "dtype", "noncontiguous")
+_TENSOR_KEYS = (
+    "shape",
+    "values",
+    "requires_grad",
+    "distribution",
+    "domain",
+    "range",
+    "dtype",
+    "noncontiguous",
+    "permute",
+)
+_DISTRIBUTIONS = ("uniform", "normal")
 _EXPECTATION_KEYS = ("reason", "dtypes")
 
 
@@ -599,6 +610,10 @@ def _tensor(reader: _Reader, node: Any, key: str) -> TensorSpec:
             )
     if "noncontiguous" in items:
         values["noncontiguous"] = reader.boolean(items["noncontiguous"][1], f"{key}.noncontiguous")
+    if "distribution" in items:
+        values["distribution"] = _distribution(reader, items, key, values.get("dtype"))
+    if "permute" in items:
+        values["permute"] = _permutation(reader, items, key, values)
     if "domain" in items and "range" in items:
         raise reader.error(items["range"][0], f"{key}.range", "give 'domain' or 'range', not both")
     if ("domain" in items or "range" in items) and "values" in items:
@@ -620,6 +635,67 @@ def _tensor(reader: _Reader, node: Any, key: str) -> TensorSpec:
             raise reader.error(range_node, f"{key}.range", f"expected low < high, got [{low:g}, {high:g}]")
         values["low"], values["high"] = low, high
     return TensorSpec(**values)
+
+
+def _distribution(reader: _Reader, items: dict[str, tuple[Any, Any]], key: str, dtype: str | None) -> str:
+    where = f"{key}.distribution"
+    name = reader.words(items["distribution"][1], where, _DISTRIBUTIONS, "distribution")[0]
+    if name == "uniform":
+        return name
+    if "values" in items:
+        raise reader.error(items["distribution"][0], where, "literal 'values' take no distribution")
+    if "domain" in items:
+        raise reader.error(
+            items["domain"][0],
+            f"{key}.domain",
+            "a normal tensor takes no domain",
+            hint="give 'range' to clamp its values to [low, high]",
+        )
+    if dtype is not None and dtype not in GRAD_DTYPES:
+        raise reader.error(
+            items["distribution"][1],
+            where,
+            f"normal values need a floating-point or complex dtype, not {dtype}",
+        )
+    return name
+
+
+def _permutation(
+    reader: _Reader, items: dict[str, tuple[Any, Any]], key: str, values: dict[str, Any]
+) -> tuple[int, ...]:
+    """``permute: [1, 0]``: a permutation of the tensor's dims, other than the identity."""
+    where, node = f"{key}.permute", items["permute"][1]
+    if "noncontiguous" in items:
+        raise reader.error(items["permute"][0], where, "give 'noncontiguous' or 'permute', not both")
+    dims = len(values["shape"]) if "shape" in values else _depth(values.get("values"))
+    order = reader.scalar(node)
+    if (
+        not isinstance(order, list)
+        or sorted(order) != list(range(dims))
+        or any(isinstance(d, bool) for d in order)
+    ):
+        raise reader.error(
+            node,
+            where,
+            f"expected a permutation of the tensor's {dims} dims (0 to {dims - 1}), got {order!r}"
+            if dims
+            else f"a 0-d tensor has no dims to permute, got {order!r}",
+        )
+    if order == list(range(dims)):
+        raise reader.error(
+            node,
+            where,
+            f"{order} keeps the order: the tensor would be contiguous",
+            hint="e.g. [1, 0] for a transposed matrix; 'noncontiguous: true' for a 1-d tensor",
+        )
+    return tuple(order)
+
+
+def _depth(data: Any) -> int:
+    depth = 0
+    while isinstance(data, list) and data:
+        depth, data = depth + 1, data[0]
+    return depth
 
 
 def _numeric(data: Any) -> bool:
