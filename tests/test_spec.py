@@ -934,3 +934,49 @@ def test_permuted_inputs_reach_gradcheck(tmp_path: Path) -> None:
     failed = tests["test_fn_grad_layout_permuted_cpu_float64"]
     assert failed["message"].startswith("GradcheckError: Jacobian mismatch")
     assert "size=(3, 4)" in failed["sample"] and "contiguous=False" in failed["sample"]
+
+
+BATCHED = """\
+ops:
+  - name: vmap.backward        # its backward leaves torch: only the batched (vmap) part fails
+    op: gradci_specops:no_vmap
+    samples: [{input: {shape: [4]}}]
+  - name: vmap.forward         # its jvp branches on a value (.item()): only forward AD's batched part fails
+    op: gradci_specops:no_vmap_jvp
+    supports_forward_ad: true
+    samples: [{input: {shape: [4]}}]
+  - name: vmap.forward_off
+    op: gradci_specops:no_vmap_jvp
+    supports_forward_ad: true
+    gradcheck: {check_batched_forward_grad: false}
+    samples: [{input: {shape: [4]}}]
+"""
+
+
+def test_a_batched_check_failure_says_so_and_how_to_turn_it_off(tmp_path: Path) -> None:
+    (tmp_path / "gradci-ops.yml").write_text(BATCHED)
+    done = gradci("run", "--checks", "grad,forward-ad", "--reruns", "0", "--progress", "plain", cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    tests = results_of(tmp_path / "gradci-results.json")
+    assert {i: t["outcome"] for i, t in tests.items()} == {
+        "test_fn_grad_vmap_backward_cpu_float64": "failed",
+        "test_forward_mode_AD_vmap_backward_cpu_float64": "passed",  # must raise: it has no jvp
+        "test_fn_grad_vmap_forward_cpu_float64": "passed",
+        "test_forward_mode_AD_vmap_forward_cpu_float64": "failed",
+        "test_fn_grad_vmap_forward_off_cpu_float64": "passed",
+        "test_forward_mode_AD_vmap_forward_off_cpu_float64": "passed",
+    }
+    backward = tests["test_fn_grad_vmap_backward_cpu_float64"]
+    forward = tests["test_forward_mode_AD_vmap_forward_cpu_float64"]
+    assert backward["message"].startswith("GradcheckError: While computing batched gradients")
+    assert forward["message"].startswith("GradcheckError: While computing batched gradients")
+    lines = {line.strip() for line in done.stdout.splitlines() if line.strip().startswith("FAILED ")}
+    assert lines == {
+        f"FAILED {backward['id']} - {backward['message']} (sample 0, in the batched gradient check, under "
+        "vmap: turn it off for this op with gradcheck: {check_batched_grad: false})",
+        f"FAILED {forward['id']} - {forward['message']} (sample 0, in the batched gradient check, under "
+        "vmap: turn it off for this op with gradcheck: {check_batched_forward_grad: false})",
+    }
+    # the same headline in the JUnit XML
+    junit = (tmp_path / "gradci-junit.xml").read_text()
+    assert "under vmap: turn it off for this op with gradcheck: {check_batched_grad: false})" in junit
