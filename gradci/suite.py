@@ -35,12 +35,12 @@ from .checks import BY_METHOD, Suite
 
 CHECK_DTYPES: tuple[torch.dtype, ...] = (torch.float64, torch.complex128)
 
-# A hook the worker installs to learn which sample input a check is on. It receives the iterator
-# that OpInfo.sample_inputs returned and must yield the same samples.
-SampleObserver = Callable[[Iterator[Any]], Iterator[Any]]
+# A hook the worker installs to learn which sample input a check is on (and of which op). It
+# receives the OpInfo and the iterator its sample_inputs returned, and must yield the same samples.
+SampleObserver = Callable[[Any, Iterator[Any]], Iterator[Any]]
 
 
-def _pass_through(samples: Iterator[Any]) -> Iterator[Any]:
+def _pass_through(op: Any, samples: Iterator[Any]) -> Iterator[Any]:
     return samples
 
 
@@ -66,7 +66,7 @@ class _ObservedOp:
         return getattr(self._op, name)
 
     def sample_inputs(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
-        return _observe_samples(self._op.sample_inputs(*args, **kwargs))
+        return _observe_samples(self._op, self._op.sample_inputs(*args, **kwargs))
 
 
 # The bodies are the upstream checks, stated in gradci's words. ``op`` is wrapped only for

@@ -980,3 +980,60 @@ def test_a_batched_check_failure_says_so_and_how_to_turn_it_off(tmp_path: Path) 
     # the same headline in the JUnit XML
     junit = (tmp_path / "gradci-junit.xml").read_text()
     assert "under vmap: turn it off for this op with gradcheck: {check_batched_grad: false})" in junit
+
+
+def test_inputs_are_named_by_parameter_where_the_signature_says(project: Path) -> None:
+    from torch.testing._internal.common_methods_invocations import op_db
+
+    from gradci.worker import input_labels, parameter_names
+
+    shutil.copytree(EXAMPLE / "extops", project / "extops")
+    (project / "gradci-ops.yml").write_text(
+        """\
+import: extops
+ops:
+  - op: gradci_specops:shifted                    # a function
+    samples: [{input: {shape: [3]}, args: [{shape: [3]}], kwargs: {weight: {shape: [3]}}}]
+  - op: gradci_specops:_Shifted                   # an autograd.Function: forward's names, ctx left out
+    samples: [{input: {shape: [3]}, args: [{shape: [3]}, 2.0]}]
+  - op: gradci_specops:_NoVmapJvp                 # ... with setup_context: forward has no ctx
+    samples: [{input: {shape: [3]}}]
+  - op: torch.ops.extops.fused_gelu.default       # a custom op: its schema's names
+    samples: [{input: {shape: [3]}}]
+  - op: gradci_specops:echo                       # *args: positions
+    samples: [{input: [{shape: [3]}, {shape: [2]}], args: [{shape: [3]}], kwargs: {scale: {shape: [1]}}}]
+"""
+    )
+    infos = {e.full_name: e.op for e in load_spec(Path("gradci-ops.yml"))}
+    names = {name: parameter_names(info) for name, info in infos.items()}
+    assert names == {
+        "shifted": ("x", "offset", "weight"),
+        "_Shifted": ("x", "offset", "weight"),
+        "_NoVmapJvp": ("x",),
+        "extops.fused_gelu": ("x",),
+        "echo": None,
+    }
+    labels = {
+        name: input_labels(
+            next(iter(info.sample_inputs("cpu", torch.float64, requires_grad=True))), names[name]
+        )
+        for name, info in infos.items()
+    }
+    assert labels["shifted"] == ["x", "offset", "weight"]
+    assert labels["echo"] == ["input[0]", "input[1]", "args[0]", "kwargs['scale']"]
+    assert parameter_names(next(op for op in op_db if op.name == "mul")) is None  # upstream's: positions
+
+
+def test_a_mismatch_names_the_parameter(tmp_path: Path) -> None:
+    (tmp_path / "gradci-ops.yml").write_text(
+        "ops:\n  - op: gradci_specops:shifted\n    samples: [{input: {shape: [3]}, args: [{shape: [3]}]}]\n"
+    )
+    done = gradci("run", "--checks", "grad", "--reruns", "0", "--progress", "plain", cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    (failed,) = results_of(tmp_path / "gradci-results.json").values()
+    mismatch = failed["mismatch"]
+    assert (mismatch["input"], mismatch["input_label"]) == (1, "offset")
+    assert (float(mismatch["numerical"]), float(mismatch["analytical"])) == pytest.approx((2, 1))
+    assert f"(sample 0, offset: numerical {mismatch['numerical']} vs analytical" in done.stdout
+    junit = (tmp_path / "gradci-junit.xml").read_text()
+    assert "output 0 w.r.t. input 1 (offset)" in junit
