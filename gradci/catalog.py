@@ -55,6 +55,9 @@ class OpEntry:
 # Set on the OpInfo of a project's op: gradci's suite applies its toleranceOverride DecorateInfos to
 # gradcheck (upstream's TestGradients passes no tolerances, so upstream ops never get this).
 USER_OP_MARK = "_gradci_user_op"
+# Set on the OpInfo of a spec op with ``gradgrad_error``: the regex its double backward's error must
+# match in fail-gradgrad (its own words, not aten's "derivative for ... is not implemented").
+GRADGRAD_ERROR = "_gradci_gradgrad_error"
 
 
 def mark_user_op(op: Any) -> Any:

@@ -2,7 +2,8 @@
 (``message`` and body), the check run's annotations.
 
 * ``headline(test)``: one line, why it failed: the error, then sample, argument, numerical vs
-  analytical value, max abs error and "fast mode only" where they are known.
+  analytical value, max abs error, "fast mode only" and, where gradcheck's batched (vmap) part
+  failed, the flag that turns it off, where they are known.
 * ``details(test)``: the lines to act on: the sample input, the mismatch in full, for a crash the
   fatal error, the stack of the op (not of gradci's driver) and what it printed last; the repro
   command. The Python traceback is not part of it: each consumer puts it where it belongs.
@@ -17,6 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
+from .checks import USER_DB
 from .results import Mismatch, Outcome, TestResult
 
 # CSI (colours, cursor moves), OSC (titles, hyperlinks; ended by BEL or ST) and two-character escapes.
@@ -57,13 +59,47 @@ def drop_module_list(output: str) -> str:
     return _MODULE_LIST.sub("", output)
 
 
+# gradcheck's words where its batched (vmap) part fails: vmap raised, or its result differs from
+# the unbatched gradients (that message's first line says only "For output 0 and input 0:").
+_BATCHED = re.compile(
+    r"While computing batched gradients|Batching rule not implemented"
+    r"|failed while testing batched gradient computation"
+)
+# The OpInfo flag (and spec key) of each check's batched part; fwgrad-bwgrad runs none.
+_BATCHED_FLAG = {
+    "grad": "check_batched_grad",
+    "inplace-grad": "check_batched_grad",
+    "gradgrad": "check_batched_gradgrad",
+    "inplace-gradgrad": "check_batched_gradgrad",
+    "forward-ad": "check_batched_forward_grad",
+    "inplace-forward-ad": "check_batched_forward_grad",
+}
+
+
+def batched_hint(test: TestResult) -> str | None:
+    """For a failure in gradcheck's batched (vmap) part: which check it is, and how to turn it off."""
+    flag = _BATCHED_FLAG.get(test.check)
+    if flag is None or test.outcome is not Outcome.FAILED:
+        return None
+    if not _BATCHED.search(test.message) and not _BATCHED.search(test.traceback or ""):
+        return None
+    if test.db == USER_DB and (test.origin or "").endswith((".yml", ".yaml")):
+        off = f"gradcheck: {{{flag}: false}}"
+    elif test.check == "inplace-forward-ad":
+        off = "OpInfo(check_inplace_batched_forward_grad=False)"
+    else:
+        off = f"OpInfo({flag}=False)"
+    return f"in the batched gradient check, under vmap: turn it off for this op with {off}"
+
+
 def _g(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.6g}"
 
 
 def headline(test: TestResult) -> str:
     """One line: the error, then (sample N, argument: numerical X vs analytical Y, max abs error Z,
-    fast mode only) where known. What the console prints after ``FAILED <id> - ``."""
+    fast mode only, the batched check and how to turn it off) where known. What the console prints
+    after ``FAILED <id> - ``."""
     # torch's first line of a Jacobian mismatch ends in a comma: its numbers follow on other lines
     message = strip_escapes(test.message).strip().rstrip(",").rstrip() or test.outcome.value
     extra = []
@@ -77,6 +113,8 @@ def headline(test: TestResult) -> str:
         )
         if m.fast_mode_only:
             extra.append("fast mode only")
+    if (batched := batched_hint(test)) is not None:
+        extra.append(batched)
     return message + (f" ({', '.join(extra)})" if extra else "")
 
 

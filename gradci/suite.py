@@ -30,17 +30,17 @@ from torch.testing._internal.common_device_type import (
 )
 from torch.testing._internal.common_utils import TestGradients, skipIfTorchInductor, unMarkDynamoStrictTest
 
-from .catalog import USER_OP_MARK
+from .catalog import GRADGRAD_ERROR, USER_OP_MARK
 from .checks import BY_METHOD, Suite
 
 CHECK_DTYPES: tuple[torch.dtype, ...] = (torch.float64, torch.complex128)
 
-# A hook the worker installs to learn which sample input a check is on. It receives the iterator
-# that OpInfo.sample_inputs returned and must yield the same samples.
-SampleObserver = Callable[[Iterator[Any]], Iterator[Any]]
+# A hook the worker installs to learn which sample input a check is on (and of which op). It
+# receives the OpInfo and the iterator its sample_inputs returned, and must yield the same samples.
+SampleObserver = Callable[[Any, Iterator[Any]], Iterator[Any]]
 
 
-def _pass_through(samples: Iterator[Any]) -> Iterator[Any]:
+def _pass_through(op: Any, samples: Iterator[Any]) -> Iterator[Any]:
     return samples
 
 
@@ -66,7 +66,7 @@ class _ObservedOp:
         return getattr(self._op, name)
 
     def sample_inputs(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
-        return _observe_samples(self._op.sample_inputs(*args, **kwargs))
+        return _observe_samples(self._op, self._op.sample_inputs(*args, **kwargs))
 
 
 # The bodies are the upstream checks, stated in gradci's words. ``op`` is wrapped only for
@@ -103,11 +103,20 @@ def _test_fn_gradgrad(self: Any, device: str, dtype: torch.dtype, op: Any) -> No
     self._check_helper(device, dtype, _ObservedOp(op), op.get_op(), "bwgrad_bwgrad")
 
 
+_NO_GRADGRAD = r"derivative for .* is not implemented"
+
+
+def _unsupported_gradgrad(op: Any) -> str:
+    """What double backward must raise: aten's words, or a project's op's own (spec: gradgrad_error)."""
+    own = getattr(op, GRADGRAD_ERROR, None) if getattr(op, USER_OP_MARK, False) else None
+    return own if isinstance(own, str) else _NO_GRADGRAD
+
+
 def _test_fn_fail_gradgrad(self: Any, device: str, dtype: torch.dtype, op: Any) -> None:
     self._skip_helper(op, device, dtype)
     if op.supports_gradgrad:
         self.skipTest("Skipped! Operation does support gradgrad")
-    with self.assertRaisesRegex(RuntimeError, r"derivative for .* is not implemented"):
+    with self.assertRaisesRegex(RuntimeError, _unsupported_gradgrad(op)):
         self._check_helper(device, dtype, _ObservedOp(op), op.get_op(), "bwgrad_bwgrad")
 
 

@@ -46,6 +46,7 @@ class Observed:
 
     sample_index: int | None = None
     sample: Any = None
+    op: Any = None  # the OpInfo whose samples those are
     mismatch: dict[str, Any] | None = None  # as gradcheck compared (fast mode: projections)
     slow_mismatch: dict[str, Any] | None = None  # fast mode's slow-mode recomputation
 
@@ -53,8 +54,9 @@ class Observed:
 _observed = Observed()
 
 
-def _observe(samples: Iterator[Any]) -> Iterator[Any]:
+def _observe(op: Any, samples: Iterator[Any]) -> Iterator[Any]:
     """Record the index and value of each sample torch's iterator hands out."""
+    _observed.op = op
     hooked = False
     set_tracked = getattr(samples, "_set_tracked_input", None)
     if callable(set_tracked):
@@ -170,8 +172,9 @@ def _summarize(
     }
 
 
-def input_labels(sample: Any) -> list[str]:
-    """Where each gradcheck input (a tensor that requires grad) sits in the sample, in gradcheck order."""
+def input_labels(sample: Any, names: tuple[str, ...] | None = None) -> list[str]:
+    """Where each gradcheck input (a tensor that requires grad) sits in the sample, in gradcheck order:
+    by parameter name where ``names`` (the op's positional parameters) has one, else by position."""
     import torch
 
     labels: list[str] = []
@@ -184,12 +187,56 @@ def input_labels(sample: Any) -> list[str]:
             for i, item in enumerate(value):
                 visit(item, f"{label}[{i}]")
 
-    visit(sample.input, "input")
+    def named(position: int, fallback: str) -> str:
+        return names[position] if names is not None and position < len(names) else fallback
+
+    visit(sample.input, named(0, "input"))
     for i, arg in enumerate(sample.args):
-        visit(arg, f"args[{i}]")
+        visit(arg, named(i + 1, f"args[{i}]"))
     for key, value in sample.kwargs.items():
-        visit(value, f"kwargs[{key!r}]")
+        visit(value, key if names is not None else f"kwargs[{key!r}]")
     return labels
+
+
+def parameter_names(op: Any) -> tuple[str, ...] | None:
+    """The positional parameter names of a project's op (an OpInfo), from its schema or Python
+    signature; None where unknown, and for upstream's ops (their wrappers' names, ``x`` of a lambda,
+    say, would mislead)."""
+    from .catalog import USER_OP_MARK
+
+    if op is None or not getattr(op, USER_OP_MARK, False):
+        return None
+    try:
+        names = _positional_names(op.op)
+    except Exception:  # no signature to read (a builtin, say): positions it is
+        return None
+    return names or None
+
+
+def _positional_names(fn: Any) -> tuple[str, ...]:
+    import torch
+
+    schema = getattr(fn, "_schema", None) or getattr(getattr(fn, "default", None), "_schema", None)
+    if schema is not None:  # a torch.ops overload or packet (a torch.library custom op)
+        return tuple(a.name for a in schema.arguments if not a.kwarg_only)
+    fn = inspect.unwrap(fn)
+    owner = getattr(fn, "__self__", None)
+    if isinstance(owner, type) and issubclass(owner, torch.autograd.Function):  # Function.apply
+        names = _positional(inspect.signature(owner.forward))
+        base = getattr(torch.autograd.function, "_SingleLevelFunction", None)
+        # forward takes ctx first unless the Function has a setup_context of its own
+        with_ctx = base is None or owner.setup_context is base.setup_context
+        return names[1:] if with_ctx else names
+    return _positional(inspect.signature(fn))
+
+
+def _positional(signature: inspect.Signature) -> tuple[str, ...]:
+    names = []
+    for parameter in signature.parameters.values():
+        if parameter.kind not in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
+            break  # *args: the positions after it have no names
+        names.append(parameter.name)
+    return tuple(names)
 
 
 def sample_summary(sample: Any) -> str | None:
@@ -260,7 +307,9 @@ def _mismatch(observed: Observed, exc: BaseException | None) -> Mismatch | None:
         return None
     message = str(exc or "")
     fast = observed.slow_mismatch is not None or "in fast mode" in message
-    labels = input_labels(observed.sample) if observed.sample is not None else []
+    labels = (
+        input_labels(observed.sample, parameter_names(observed.op)) if observed.sample is not None else []
+    )
     index = raw["input"]
     if index < len(labels):
         label: str | None = labels[index]

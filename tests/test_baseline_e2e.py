@@ -47,7 +47,7 @@ def test_broken_backward_is_exactly_one_new_failure(tmp_path: Path) -> None:
     new_failure = "test_fn_grad_extops_scaled_mul_cpu_float64"
     tests = _tests(project / "head.json")
     assert tests[new_failure]["outcome"] == "failed"
-    assert tests[new_failure]["mismatch"]["input_label"] == "args[0]"  # y, whose gradient misses alpha
+    assert tests[new_failure]["mismatch"]["input_label"] == "y"  # whose gradient misses alpha
     assert [a["outcome"] for a in tests[new_failure]["attempts"]] == ["failed"]  # re-run, failed again
 
     done = gradci("compare", "base.json", "head.json", "--json", "cmp.json", cwd=project)

@@ -128,7 +128,7 @@ def test_the_message_is_the_console_headline(run: Run) -> None:
     wrong = run.cases[tid("junit_wrong")].result[0]
     assert wrong.message == (
         "GradcheckError: Jacobian mismatch for output 0 with respect to input 0 "
-        "(sample 0, input: numerical 2 vs analytical 3, max abs error 1)"
+        "(sample 0, x: numerical 2 vs analytical 3, max abs error 1)"  # wrong(x)
     )
     assert wrong.text.startswith("sample input 0: SampleInput(")
     assert "numerical 2, analytical 3" in wrong.text and "repro: gradci repro" in wrong.text

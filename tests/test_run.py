@@ -43,7 +43,7 @@ def test_wrong_backward_is_reported_with_sample_and_mismatch(run_gradci, tmp_pat
     assert failed["sample_index"] == 0
     assert "size=(3,)" in failed["sample"]
     mismatch = failed["mismatch"]
-    assert mismatch["input_label"] == "input"
+    assert mismatch["input_label"] == "x"  # wrong_scale(x, w=None)
     # d(2x)/dx is 2; the broken backward says 3.
     assert (mismatch["numerical"], mismatch["analytical"]) == ("2", "3")
     assert abs(mismatch["max_abs_error"] - 1.0) < 1e-6

@@ -135,6 +135,93 @@ PARSE_ERRORS = [
         "distinct name or variant)",
     ),
     (
+        "ops:\n  - op: m:f\n    gradgrad_error: double (backwards\n" + ONE,
+        "gradci-ops.yml:3: ops[0].gradgrad_error: not a valid regular expression: missing ), unterminated "
+        "subpattern at position 7 (Python's re syntax)",
+    ),
+    (
+        "ops:\n  - op: m:f\n    supports_gradgrad: true\n    gradgrad_error: not supported\n" + ONE,
+        "gradci-ops.yml:3: ops[0].supports_gradgrad: true, but gradgrad_error says double backward raises "
+        "(leave supports_gradgrad out: gradgrad_error implies false)",
+    ),
+    (
+        "extra: 1\nops: []\n",
+        "gradci-ops.yml:1: extra: unknown key (valid keys: version, import, defaults, ops; x-NAME keys are "
+        "ignored (a place for YAML anchors))",
+    ),
+    (
+        "defaults: [1]\nops: []\n",
+        "gradci-ops.yml:1: defaults: expected a mapping of op settings every op inherits, got a list",
+    ),
+    (
+        "defaults:\n  dtype: [float64]\nops: []\n",
+        "gradci-ops.yml:2: defaults.dtype: unknown key (did you mean 'dtypes'?)",
+    ),
+    (
+        "defaults:\n  samples: []\nops:\n  - op: m:f\n" + ONE,
+        "gradci-ops.yml:2: defaults.samples: not a default: each op gives its own (defaults take dtypes, "
+        "supports_gradgrad, gradgrad_error, supports_inplace_autograd, supports_forward_ad, "
+        "supports_fwgrad_bwgrad, gradcheck, skip, xfail; share samples with a YAML anchor under an x- key)",
+    ),
+    (
+        "defaults:\n  gradcheck: {atol: 0.1}\nops: []\n",
+        "gradci-ops.yml:2: defaults.gradcheck.atol: give atol and rtol together (gradcheck's defaults are "
+        "atol 1e-05, rtol 0.001)",
+    ),
+    (
+        "ops:\n  - op: m:f\n    samples: [{input: {shape: [3]}, repeat: 0}]\n",
+        "gradci-ops.yml:3: ops[0].samples[0].repeat: expected a whole number from 1 to 100, got '0' (each "
+        "repeat is one more gradcheck in every test of the op)",
+    ),
+    (
+        "ops:\n  - op: m:f\n    samples: [{input: {shape: [3]}, repeat: 2.5}]\n",
+        "gradci-ops.yml:3: ops[0].samples[0].repeat: expected a whole number from 1 to 100, got '2.5' (each "
+        "repeat is one more gradcheck in every test of the op)",
+    ),
+    (
+        "ops:\n  - op: m:f\n    samples:\n      - input: {values: [1, 2]}\n        repeat: 10\n",
+        "gradci-ops.yml:5: ops[0].samples[0].repeat: 10 identical samples: none of its tensors is random "
+        "(repeat draws random tensors ('shape') anew with another seed; literal 'values' stay the same)",
+    ),
+    (
+        "ops:\n  - op: m:f\n    samples: [{input: {shape: [3], distribution: gauss}}]\n",
+        "gradci-ops.yml:3: ops[0].samples[0].input.distribution: unknown distribution 'gauss' (choose from "
+        "uniform, normal)",
+    ),
+    (
+        "ops:\n  - op: m:f\n    samples: [{input: {shape: [3], distribution: normal, domain: positive}}]\n",
+        "gradci-ops.yml:3: ops[0].samples[0].input.domain: a normal tensor takes no domain (give 'range' to "
+        "clamp its values to [low, high])",
+    ),
+    (
+        "ops:\n  - op: m:f\n    samples: [{input: {values: [1, 2], distribution: normal}}]\n",
+        "gradci-ops.yml:3: ops[0].samples[0].input.distribution: literal 'values' take no distribution",
+    ),
+    (
+        "ops:\n  - op: m:f\n    samples:\n      - input: {shape: [3]}\n        args: [{shape: [3], dtype: int64, distribution: normal}]\n",
+        "gradci-ops.yml:5: ops[0].samples[0].args[0].distribution: normal values need a floating-point or "
+        "complex dtype, not int64",
+    ),
+    (
+        "ops:\n  - op: m:f\n    samples: [{input: {shape: [2, 3], permute: [0, 2]}}]\n",
+        "gradci-ops.yml:3: ops[0].samples[0].input.permute: expected a permutation of the tensor's 2 dims "
+        "(0 to 1), got [0, 2]",
+    ),
+    (
+        "ops:\n  - op: m:f\n    samples: [{input: {values: [[1, 2]], permute: [0, 1]}}]\n",
+        "gradci-ops.yml:3: ops[0].samples[0].input.permute: [0, 1] keeps the order: the tensor would be "
+        "contiguous (e.g. [1, 0] for a transposed matrix; 'noncontiguous: true' for a 1-d tensor)",
+    ),
+    (
+        "ops:\n  - op: m:f\n    samples: [{input: {shape: [], permute: []}}]\n",
+        "gradci-ops.yml:3: ops[0].samples[0].input.permute: [] keeps the order: the tensor would be "
+        "contiguous (e.g. [1, 0] for a transposed matrix; 'noncontiguous: true' for a 1-d tensor)",
+    ),
+    (
+        "ops:\n  - op: m:f\n    samples: [{input: {shape: [2, 3], noncontiguous: true, permute: [1, 0]}}]\n",
+        "gradci-ops.yml:3: ops[0].samples[0].input.permute: give 'noncontiguous' or 'permute', not both",
+    ),
+    (
         "ops:\n  - op: not a path\n" + ONE,
         "gradci-ops.yml:2: ops[0].op: expected an import path such as 'mypkg.ops:fused_gelu' or "
         "'torch.ops.mylib.op', got 'not a path'",
@@ -148,6 +235,68 @@ def test_parse_errors(project: Path, text: str, message: str) -> None:
     with pytest.raises(SpecError) as info:
         parse_spec(Path("gradci-ops.yml"))
     assert str(info.value) == message
+
+
+def test_defaults_are_inherited_and_overridden_key_by_key(project: Path) -> None:
+    """A key an op gives replaces the default; gradcheck merges setting by setting, skip and xfail
+    check by check; x- keys hold anchors and are otherwise ignored."""
+    (project / "gradci-ops.yml").write_text(
+        """\
+x-vector: &vector [{input: {shape: [3]}}]
+x-notes: {anything: [goes, here]}
+defaults:
+  dtypes: [float64, complex128]
+  supports_forward_ad: true
+  gradgrad_error: double backwards on \\w+ not supported
+  gradcheck: {atol: 0.01, rtol: 0.01, check_batched_grad: false}
+  skip: {gradgrad: slow, inplace-grad: no in-place variant}
+  xfail: {forward-ad: no jvp}
+ops:
+  - op: m:inherits
+    samples: *vector
+  - op: m:overrides
+    dtypes: [float64]
+    supports_gradgrad: true
+    gradcheck: {check_batched_grad: true, fast_mode: false}
+    skip: {forward-ad: not today}
+    xfail: {gradgrad: {reason: broken, dtypes: [float64]}}
+    samples: *vector
+"""
+    )
+    inherits, overrides = parse_spec(Path("gradci-ops.yml")).ops
+    assert inherits.dtypes == ("float64", "complex128") and inherits.supports_forward_ad
+    assert (inherits.gradgrad_error, inherits.supports_gradgrad) == (
+        r"double backwards on \w+ not supported",
+        False,
+    )
+    assert (inherits.atol, inherits.rtol, inherits.check_batched_grad, inherits.fast_mode) == (
+        0.01,
+        0.01,
+        False,
+        None,
+    )
+    assert [(e.check, e.reason) for e in inherits.skips] == [
+        ("gradgrad", "slow"),
+        ("inplace-grad", "no in-place variant"),
+    ]
+    assert [(e.check, e.reason) for e in inherits.xfails] == [("forward-ad", "no jvp")]
+    assert overrides.dtypes == ("float64",) and overrides.supports_forward_ad
+    # supports_gradgrad: true drops the inherited gradgrad_error
+    assert (overrides.gradgrad_error, overrides.supports_gradgrad) == (None, True)
+    assert (overrides.atol, overrides.rtol, overrides.check_batched_grad, overrides.fast_mode) == (
+        0.01,
+        0.01,
+        True,
+        False,
+    )
+    # its skip of forward-ad replaces the inherited xfail; its xfail of gradgrad the inherited skip
+    assert [(e.check, e.reason) for e in overrides.skips] == [
+        ("inplace-grad", "no in-place variant"),
+        ("forward-ad", "not today"),
+    ]
+    assert [(e.check, e.reason, e.dtypes) for e in overrides.xfails] == [("gradgrad", "broken", ("float64",))]
+    # a later error (the probe's "cannot take complex128") points at the op's own key, else its entry
+    assert overrides.lines.get("dtypes") == 14 and "dtypes" not in inherits.lines
 
 
 LOAD_ERRORS = [
@@ -312,6 +461,81 @@ ops:
     assert again.input is not x
     no_grad, _ = info.sample_inputs("cpu", torch.float64, requires_grad=False)
     assert not no_grad.input.requires_grad
+
+
+def _repeated(count: int) -> str:
+    return f"""\
+ops:
+  - op: gradci_specops:two_x
+    samples:
+      - input: {{shape: [5]}}
+        args: [{{values: [1, 2]}}]
+        repeat: {count}
+      - input: {{shape: [5]}}
+"""
+
+
+def test_repeat_makes_samples_with_seeds_of_their_own(project: Path) -> None:
+    (project / "gradci-ops.yml").write_text(_repeated(4))
+    (info,) = [e.op for e in load_spec(Path("gradci-ops.yml"))]
+    torch.manual_seed(0)
+    samples = list(info.sample_inputs("cpu", torch.float64, requires_grad=True))
+    assert len(samples) == 5
+    repeats, after = samples[:4], samples[4]
+    assert len({tuple(s.input.tolist()) for s in repeats}) == 4  # distinct random values
+    assert all(s.args[0].tolist() == [1.0, 2.0] for s in repeats)  # literal values stay
+    seeds = [int(s.name.rpartition("seed ")[2]) for s in repeats]
+    assert seeds == list(range(seeds[0], seeds[0] + 4))
+    assert [s.name.partition(",")[0] for s in repeats] == [
+        f"samples[0] repeat {k} of 4" for k in (1, 2, 3, 4)
+    ]
+    assert after.name == ""
+    # each repeat is its seed's: made again from it, the same tensor
+    torch.manual_seed(seeds[2])
+    from torch.testing import make_tensor
+
+    assert torch.equal(make_tensor((5,), device="cpu", dtype=torch.float64), repeats[2].input.detach())
+    # the same test seed gives the same samples; the sample after them does not depend on the count
+    torch.manual_seed(0)
+    again = list(info.sample_inputs("cpu", torch.float64, requires_grad=True))
+    assert all(torch.equal(a.input, b.input) for a, b in zip(samples, again, strict=True))
+    (project / "gradci-ops.yml").write_text(_repeated(9))
+    (other,) = [e.op for e in load_spec(Path("gradci-ops.yml"))]
+    torch.manual_seed(0)
+    longer = list(other.sample_inputs("cpu", torch.float64, requires_grad=True))
+    assert len(longer) == 10 and torch.equal(longer[-1].input, after.input)
+    assert torch.equal(longer[0].input, repeats[0].input)
+
+
+def test_normal_and_permuted_tensors(project: Path) -> None:
+    (project / "gradci-ops.yml").write_text(
+        """\
+ops:
+  - op: gradci_specops:echo
+    dtypes: [float64, complex128]
+    samples:
+      - input: {shape: [4000], distribution: normal}
+        args:
+          - {shape: [4000], distribution: normal, range: [-0.5, 0.5]}
+          - {shape: [2, 3, 4], permute: [2, 0, 1]}
+          - {values: [[1, 2, 3], [4, 5, 6]], permute: [1, 0]}
+          - {shape: [3, 5], distribution: normal, permute: [1, 0], range: [-1, 1]}
+"""
+    )
+    (entry,) = load_spec(Path("gradci-ops.yml"))
+    (sample,) = entry.op.sample_inputs("cpu", torch.float64, requires_grad=True)
+    normal, clamped, permuted, literal, both = sample.input.detach(), *(a.detach() for a in sample.args)
+    assert abs(float(normal.mean())) < 0.1 and 0.9 < float(normal.std()) < 1.1  # randn's, not [-9, 9]'s
+    assert float(clamped.min()) == -0.5 and float(clamped.max()) == 0.5  # clamped, not rescaled
+    assert 0.4 < float((clamped.abs() == 0.5).double().mean()) < 0.8  # P(|N(0, 1)| > 0.5) = 0.62
+    assert permuted.shape == (2, 3, 4) and not permuted.is_contiguous()
+    assert permuted.permute(1, 2, 0).is_contiguous()  # made as [3, 4, 2], then permuted
+    assert literal.tolist() == [[1, 2, 3], [4, 5, 6]] and not literal.is_contiguous()
+    assert both.shape == (3, 5) and not both.is_contiguous() and float(both.abs().max()) <= 1
+    assert sample.input.requires_grad and sample.args[1].requires_grad and sample.args[1].is_leaf
+    (complex_sample,) = entry.op.sample_inputs("cpu", torch.complex128, requires_grad=True)
+    part = complex_sample.args[0].detach()
+    assert part.is_complex() and float(part.real.abs().max()) <= 0.5 and float(part.imag.abs().max()) <= 0.5
 
 
 def test_op_paths(project: Path) -> None:
@@ -566,3 +790,250 @@ def test_spawned_workers_rebuild_spec_ops(tmp_path: Path) -> None:
         "test_fn_grad_spec_expectations_cpu_float64": "xfailed",
         "test_fn_grad_spec_expectations_cpu_complex128": "xfailed",
     }
+
+
+GRADGRAD_ERRORS = """\
+ops:
+  - name: own_words           # double backward raises "double backwards on ... not supported"
+    op: gradci_specops:square_no_gradgrad
+    gradgrad_error: double backwards on \\w+ not supported
+    samples: &vector [{input: {shape: [4]}}]
+  - name: aten_words_expected # without gradgrad_error, fail-gradgrad wants aten's wording
+    op: gradci_specops:square_no_gradgrad
+    supports_gradgrad: false
+    samples: *vector
+  - name: other_words
+    op: gradci_specops:square_no_gradgrad
+    gradgrad_error: derivative for .* is not implemented
+    samples: *vector
+"""
+
+
+def test_gradgrad_error_is_what_fail_gradgrad_verifies(tmp_path: Path) -> None:
+    """An op whose double backward raises in its own words (torchvision's kernels do): with
+    gradgrad_error matching them fail-gradgrad passes; with aten's default, or another regex, it fails."""
+    (tmp_path / "gradci-ops.yml").write_text(GRADGRAD_ERRORS)
+    done = gradci("run", "--checks", "grad,gradgrad,fail-gradgrad", "--reruns", "0", cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    tests = results_of(tmp_path / "gradci-results.json")
+    outcomes = {i: t["outcome"] for i, t in tests.items()}
+    assert outcomes == {
+        **{f"test_fn_grad_{op}_cpu_float64": "passed" for op in ("own_words", "aten_words_expected", "other_words")},
+        **{f"test_fn_gradgrad_{op}_cpu_float64": "skipped" for op in ("own_words", "aten_words_expected", "other_words")},
+        "test_fn_fail_gradgrad_own_words_cpu_float64": "passed",
+        "test_fn_fail_gradgrad_aten_words_expected_cpu_float64": "failed",
+        "test_fn_fail_gradgrad_other_words_cpu_float64": "failed",
+    }  # fmt: skip
+    for op in ("aten_words_expected", "other_words"):
+        message = tests[f"test_fn_fail_gradgrad_{op}_cpu_float64"]["message"]
+        assert message == (
+            'AssertionError: "derivative for .* is not implemented" does not match "double backwards on '
+            'square_no_gradgrad not supported"'
+        )
+
+
+DEFAULTS = """\
+x-vector: &vector [{input: {shape: [4]}}]
+defaults:
+  dtypes: [float64, complex128]
+  gradcheck: {atol: 0.01, rtol: 0.01, check_batched_grad: false}
+  skip: {gradgrad: "double backward checked elsewhere"}
+ops:
+  - name: d.no_vmap            # inherits check_batched_grad: false
+    op: gradci_specops:no_vmap
+    samples: *vector
+  - name: d.no_vmap_batched    # turns it back on, keeps the inherited tolerances
+    op: gradci_specops:no_vmap
+    gradcheck: {check_batched_grad: true}
+    skip: {gradgrad: "its own reason"}
+    samples: *vector
+  - name: d.off                # 0.3% off: passes the inherited rtol 0.01
+    op: gradci_specops:slightly_off
+    samples: *vector
+  - name: d.off_strict         # gradcheck's own tolerances again: fails, as its xfail says
+    op: gradci_specops:slightly_off
+    dtypes: [float64]
+    gradcheck: {atol: 1.0e-5, rtol: 1.0e-3}
+    xfail: {grad: "0.3% off"}
+    samples: *vector
+"""
+
+
+def test_defaults_take_effect_on_real_gradchecks(tmp_path: Path) -> None:
+    (tmp_path / "gradci-ops.yml").write_text(DEFAULTS)
+    done = gradci("run", "--checks", "grad,gradgrad", "--reruns", "0", cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    tests = results_of(tmp_path / "gradci-results.json")
+    outcomes = {i: t["outcome"] for i, t in tests.items() if i.startswith("test_fn_grad_")}
+    assert outcomes == {
+        "test_fn_grad_d_no_vmap_cpu_float64": "passed",
+        "test_fn_grad_d_no_vmap_cpu_complex128": "passed",
+        "test_fn_grad_d_no_vmap_batched_cpu_float64": "failed",
+        "test_fn_grad_d_no_vmap_batched_cpu_complex128": "failed",
+        "test_fn_grad_d_off_cpu_float64": "passed",
+        "test_fn_grad_d_off_cpu_complex128": "passed",
+        "test_fn_grad_d_off_strict_cpu_float64": "xfailed",
+    }
+    assert (
+        "While computing batched gradients" in tests["test_fn_grad_d_no_vmap_batched_cpu_float64"]["message"]
+    )
+    gradgrad = {i: t["message"] for i, t in tests.items() if i.startswith("test_fn_gradgrad_")}
+    assert len(gradgrad) == 7 and all(tests[i]["outcome"] == "skipped" for i in gradgrad)
+    assert gradgrad["test_fn_gradgrad_d_no_vmap_batched_cpu_float64"] == "its own reason"
+    assert gradgrad["test_fn_gradgrad_d_off_strict_cpu_float64"] == "double backward checked elsewhere"
+
+
+REPEATED = """\
+ops:
+  - name: many                  # 30 draws with seeds of their own: one sums to more than 0
+    op: gradci_specops:wrong_for_positive_sums
+    samples: [{input: {shape: [2]}, repeat: 30}]
+"""
+
+
+def test_repeat_finds_what_one_draw_can_miss(tmp_path: Path) -> None:
+    (tmp_path / "gradci-ops.yml").write_text(REPEATED)
+    done = gradci("run", "--checks", "grad", "--reruns", "0", cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    (failed,) = results_of(tmp_path / "gradci-results.json").values()
+    assert failed["outcome"] == "failed" and failed["message"].startswith("GradcheckError: Jacobian mismatch")
+    index = failed["sample_index"]
+    assert 0 <= index < 30
+    assert f"name='samples[0] repeat {index + 1} of 30, seed " in failed["sample"]
+    (numerical, analytical) = (
+        float(failed["mismatch"]["numerical"]),
+        float(failed["mismatch"]["analytical"]),
+    )
+    assert (numerical, analytical) == pytest.approx((2, 3))
+
+
+LAYOUTS = """\
+ops:
+  - name: layout.contiguous    # reads memory as if contiguous: right for a contiguous input
+    op: gradci_specops:strides_ignored
+    samples: [{input: {shape: [3, 4]}}]
+  - name: layout.permuted      # ... and wrong for a transposed one, which gradcheck catches
+    op: gradci_specops:strides_ignored
+    samples: [{input: {shape: [3, 4], permute: [1, 0]}}]
+  - name: layout.mm            # a correct op on a permuted normal input
+    op: torch.mm
+    samples: [{input: {shape: [3, 4], distribution: normal, permute: [1, 0]}, args: [{shape: [4, 2], distribution: normal}]}]
+"""
+
+
+def test_permuted_inputs_reach_gradcheck(tmp_path: Path) -> None:
+    (tmp_path / "gradci-ops.yml").write_text(LAYOUTS)
+    done = gradci("run", "--checks", "grad", "--reruns", "0", cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    tests = results_of(tmp_path / "gradci-results.json")
+    assert {i: t["outcome"] for i, t in tests.items()} == {
+        "test_fn_grad_layout_contiguous_cpu_float64": "passed",
+        "test_fn_grad_layout_permuted_cpu_float64": "failed",
+        "test_fn_grad_layout_mm_cpu_float64": "passed",
+    }
+    failed = tests["test_fn_grad_layout_permuted_cpu_float64"]
+    assert failed["message"].startswith("GradcheckError: Jacobian mismatch")
+    assert "size=(3, 4)" in failed["sample"] and "contiguous=False" in failed["sample"]
+
+
+BATCHED = """\
+ops:
+  - name: vmap.backward        # its backward leaves torch: only the batched (vmap) part fails
+    op: gradci_specops:no_vmap
+    samples: [{input: {shape: [4]}}]
+  - name: vmap.forward         # its jvp branches on a value (.item()): only forward AD's batched part fails
+    op: gradci_specops:no_vmap_jvp
+    supports_forward_ad: true
+    samples: [{input: {shape: [4]}}]
+  - name: vmap.forward_off
+    op: gradci_specops:no_vmap_jvp
+    supports_forward_ad: true
+    gradcheck: {check_batched_forward_grad: false}
+    samples: [{input: {shape: [4]}}]
+"""
+
+
+def test_a_batched_check_failure_says_so_and_how_to_turn_it_off(tmp_path: Path) -> None:
+    (tmp_path / "gradci-ops.yml").write_text(BATCHED)
+    done = gradci("run", "--checks", "grad,forward-ad", "--reruns", "0", "--progress", "plain", cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    tests = results_of(tmp_path / "gradci-results.json")
+    assert {i: t["outcome"] for i, t in tests.items()} == {
+        "test_fn_grad_vmap_backward_cpu_float64": "failed",
+        "test_forward_mode_AD_vmap_backward_cpu_float64": "passed",  # must raise: it has no jvp
+        "test_fn_grad_vmap_forward_cpu_float64": "passed",
+        "test_forward_mode_AD_vmap_forward_cpu_float64": "failed",
+        "test_fn_grad_vmap_forward_off_cpu_float64": "passed",
+        "test_forward_mode_AD_vmap_forward_off_cpu_float64": "passed",
+    }
+    backward = tests["test_fn_grad_vmap_backward_cpu_float64"]
+    forward = tests["test_forward_mode_AD_vmap_forward_cpu_float64"]
+    assert backward["message"].startswith("GradcheckError: While computing batched gradients")
+    assert forward["message"].startswith("GradcheckError: While computing batched gradients")
+    lines = {line.strip() for line in done.stdout.splitlines() if line.strip().startswith("FAILED ")}
+    assert lines == {
+        f"FAILED {backward['id']} - {backward['message']} (sample 0, in the batched gradient check, under "
+        "vmap: turn it off for this op with gradcheck: {check_batched_grad: false})",
+        f"FAILED {forward['id']} - {forward['message']} (sample 0, in the batched gradient check, under "
+        "vmap: turn it off for this op with gradcheck: {check_batched_forward_grad: false})",
+    }
+    # the same headline in the JUnit XML
+    junit = (tmp_path / "gradci-junit.xml").read_text()
+    assert "under vmap: turn it off for this op with gradcheck: {check_batched_grad: false})" in junit
+
+
+def test_inputs_are_named_by_parameter_where_the_signature_says(project: Path) -> None:
+    from torch.testing._internal.common_methods_invocations import op_db
+
+    from gradci.worker import input_labels, parameter_names
+
+    shutil.copytree(EXAMPLE / "extops", project / "extops")
+    (project / "gradci-ops.yml").write_text(
+        """\
+import: extops
+ops:
+  - op: gradci_specops:shifted                    # a function
+    samples: [{input: {shape: [3]}, args: [{shape: [3]}], kwargs: {weight: {shape: [3]}}}]
+  - op: gradci_specops:_Shifted                   # an autograd.Function: forward's names, ctx left out
+    samples: [{input: {shape: [3]}, args: [{shape: [3]}, 2.0]}]
+  - op: gradci_specops:_NoVmapJvp                 # ... with setup_context: forward has no ctx
+    samples: [{input: {shape: [3]}}]
+  - op: torch.ops.extops.fused_gelu.default       # a custom op: its schema's names
+    samples: [{input: {shape: [3]}}]
+  - op: gradci_specops:echo                       # *args: positions
+    samples: [{input: [{shape: [3]}, {shape: [2]}], args: [{shape: [3]}], kwargs: {scale: {shape: [1]}}}]
+"""
+    )
+    infos = {e.full_name: e.op for e in load_spec(Path("gradci-ops.yml"))}
+    names = {name: parameter_names(info) for name, info in infos.items()}
+    assert names == {
+        "shifted": ("x", "offset", "weight"),
+        "_Shifted": ("x", "offset", "weight"),
+        "_NoVmapJvp": ("x",),
+        "extops.fused_gelu": ("x",),
+        "echo": None,
+    }
+    labels = {
+        name: input_labels(
+            next(iter(info.sample_inputs("cpu", torch.float64, requires_grad=True))), names[name]
+        )
+        for name, info in infos.items()
+    }
+    assert labels["shifted"] == ["x", "offset", "weight"]
+    assert labels["echo"] == ["input[0]", "input[1]", "args[0]", "kwargs['scale']"]
+    assert parameter_names(next(op for op in op_db if op.name == "mul")) is None  # upstream's: positions
+
+
+def test_a_mismatch_names_the_parameter(tmp_path: Path) -> None:
+    (tmp_path / "gradci-ops.yml").write_text(
+        "ops:\n  - op: gradci_specops:shifted\n    samples: [{input: {shape: [3]}, args: [{shape: [3]}]}]\n"
+    )
+    done = gradci("run", "--checks", "grad", "--reruns", "0", "--progress", "plain", cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    (failed,) = results_of(tmp_path / "gradci-results.json").values()
+    mismatch = failed["mismatch"]
+    assert (mismatch["input"], mismatch["input_label"]) == (1, "offset")
+    assert (float(mismatch["numerical"]), float(mismatch["analytical"])) == pytest.approx((2, 1))
+    assert f"(sample 0, offset: numerical {mismatch['numerical']} vs analytical" in done.stdout
+    junit = (tmp_path / "gradci-junit.xml").read_text()
+    assert "output 0 w.r.t. input 1 (offset)" in junit

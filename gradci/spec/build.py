@@ -149,6 +149,7 @@ def build_opinfo(spec: Spec, op: OpSpec) -> Any:
     from torch.testing._internal.common_device_type import tol, toleranceOverride
     from torch.testing._internal.opinfo.core import DecorateInfo, OpInfo
 
+    from gradci.catalog import GRADGRAD_ERROR
     from gradci.checks import BY_NAME, SUITES
     from gradci.suite import expected_failure
 
@@ -185,7 +186,7 @@ def build_opinfo(spec: Spec, op: OpSpec) -> Any:
         # toleranceOverride to gradcheck and gradgradcheck of a project's ops (see suite.py).
         override = toleranceOverride({d: tol(atol=op.atol, rtol=op.rtol) for d in dtypes})
         decorators.extend(DecorateInfo(override, suite.generic_class) for suite in SUITES)
-    return OpInfo(
+    info = OpInfo(
         op.name,
         variant_test_name=op.variant,
         op=fn,
@@ -208,6 +209,9 @@ def build_opinfo(spec: Spec, op: OpSpec) -> Any:
         check_batched_forward_grad=op.check_batched_forward_grad,
         decorators=tuple(decorators),
     )
+    if op.gradgrad_error is not None:
+        setattr(info, GRADGRAD_ERROR, op.gradgrad_error)  # read by suite.py's fail-gradgrad
+    return info
 
 
 def _sample_function(spec: Spec, op: OpSpec) -> Any:

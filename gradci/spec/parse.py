@@ -8,6 +8,7 @@ import difflib
 import math
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +27,15 @@ from .model import (
     TensorSpec,
     Value,
     any_grad,
+    any_random,
 )
 
 SPEC_VERSION = 1
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _VARIANT = re.compile(r"^[A-Za-z0-9_]+$")
 
-_TOP_KEYS = ("version", "import", "ops")
+_TOP_KEYS = ("version", "import", "defaults", "ops")
+_EXTENSION = "x-"  # top-level keys left to the user (a place for YAML anchors), as in Compose files
 _OP_KEYS = (
     "name",
     "variant",
@@ -41,6 +44,7 @@ _OP_KEYS = (
     "dtypes",
     "samples",
     "supports_gradgrad",
+    "gradgrad_error",
     "supports_inplace_autograd",
     "supports_forward_ad",
     "supports_fwgrad_bwgrad",
@@ -48,6 +52,7 @@ _OP_KEYS = (
     "skip",
     "xfail",
 )
+_OWN_KEYS = ("name", "variant", "op", "inplace", "samples")  # what no op inherits from defaults
 _GRADCHECK_KEYS = (
     "atol",
     "rtol",
@@ -57,8 +62,20 @@ _GRADCHECK_KEYS = (
     "check_batched_gradgrad",
     "check_batched_forward_grad",
 )
-_SAMPLE_KEYS = ("input", "args", "kwargs", "broadcasts_input")
-_TENSOR_KEYS = ("shape", "values", "requires_grad", "domain", "range", "dtype", "noncontiguous")
+_SAMPLE_KEYS = ("input", "args", "kwargs", "broadcasts_input", "repeat")
+MAX_REPEAT = 100  # each repeat is a gradcheck more in every test of the op
+_TENSOR_KEYS = (
+    "shape",
+    "values",
+    "requires_grad",
+    "distribution",
+    "domain",
+    "range",
+    "dtype",
+    "noncontiguous",
+    "permute",
+)
+_DISTRIBUTIONS = ("uniform", "normal")
 _EXPECTATION_KEYS = ("reason", "dtypes")
 
 
@@ -93,8 +110,11 @@ class _Reader:
             return "a list"
         return repr(node.value)
 
-    def mapping(self, node: Any, key: str, allowed: Sequence[str], what: str) -> dict[str, tuple[Any, Any]]:
-        """``{key: (key node, value node)}``; unknown and duplicate keys are errors."""
+    def mapping(
+        self, node: Any, key: str, allowed: Sequence[str], what: str, *, ignored_prefix: str | None = None
+    ) -> dict[str, tuple[Any, Any]]:
+        """``{key: (key node, value node)}``; unknown and duplicate keys are errors, keys starting
+        with ``ignored_prefix`` are left out."""
         import yaml
 
         if not isinstance(node, yaml.MappingNode):
@@ -105,9 +125,13 @@ class _Reader:
             if not isinstance(name, str):
                 raise self.error(key_node, key, "keys must be plain words")
             where = f"{key}.{name}" if key else name
+            if ignored_prefix is not None and name.startswith(ignored_prefix) and name != ignored_prefix:
+                continue
             if name not in allowed:
                 close = difflib.get_close_matches(name, allowed, n=1, cutoff=0.6)
                 hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(allowed)}"
+                if ignored_prefix is not None and not close:
+                    hint += f"; {ignored_prefix}NAME keys are ignored (a place for YAML anchors)"
                 raise self.error(key_node, where, "unknown key", hint=hint)
             if name in items:
                 raise self.error(key_node, where, "given twice")
@@ -179,7 +203,9 @@ def parse_spec(path: Path) -> Spec:
     if root is None:
         raise SpecError(f"{path}: the spec is empty", hint="list operators under 'ops:'")
     try:
-        top = reader.mapping(root, "", _TOP_KEYS, "a mapping with 'ops' (and optionally 'import')")
+        top = reader.mapping(
+            root, "", _TOP_KEYS, "a mapping with 'ops' (and optionally 'import')", ignored_prefix=_EXTENSION
+        )
     except SpecError as exc:
         if "unknown key" in exc.message and _is_run_option(exc.message):
             raise SpecError(
@@ -193,6 +219,7 @@ def parse_spec(path: Path) -> Spec:
         if reader.scalar(node) != SPEC_VERSION:
             raise reader.error(node, "version", f"this gradci reads spec version {SPEC_VERSION}")
     imports = _imports(reader, top["import"][1]) if "import" in top else ()
+    defaults = _defaults(reader, top["defaults"][1]) if "defaults" in top else {}
     if "ops" not in top:
         raise reader.error(root, "ops", "missing: the list of operators to check")
     op_nodes = reader.sequence(top["ops"][1], "ops", "a list of operators")
@@ -201,7 +228,7 @@ def parse_spec(path: Path) -> Spec:
     ops: list[OpSpec] = []
     seen: dict[tuple[str, str], int] = {}
     for index, node in enumerate(op_nodes):
-        op = _op(reader, node, index)
+        op = _op(reader, node, index, defaults)
         ident = (op.name, op.variant)
         if ident in seen:
             raise reader.error(
@@ -254,7 +281,63 @@ def _default_name(path: str) -> str:
     return re.split(r"[.:]", path)[-1]
 
 
-def _op(reader: _Reader, node: Any, index: int) -> OpSpec:
+def _defaults(reader: _Reader, node: Any) -> dict[str, Any]:
+    """``defaults:``: the settings every op inherits (not what names an op or its samples)."""
+    items = reader.mapping(node, "defaults", _OP_KEYS, "a mapping of op settings every op inherits")
+    for name in _OWN_KEYS:
+        if name in items:
+            raise reader.error(
+                items[name][0],
+                f"defaults.{name}",
+                "not a default: each op gives its own",
+                hint=f"defaults take {', '.join(k for k in _OP_KEYS if k not in _OWN_KEYS)}; "
+                "share samples with a YAML anchor under an x- key",
+            )
+    return _settings(reader, items, "defaults", DTYPE_NAMES)
+
+
+def _settings(
+    reader: _Reader, items: dict[str, tuple[Any, Any]], key: str, inherited_dtypes: tuple[str, ...]
+) -> dict[str, Any]:
+    """The OpSpec fields of the keys an op may inherit from ``defaults`` (gradcheck's flattened)."""
+    values: dict[str, Any] = {}
+    if "dtypes" in items:
+        values["dtypes"] = _dtypes(reader, items["dtypes"][1], f"{key}.dtypes")
+    for flag in (
+        "supports_gradgrad",
+        "supports_inplace_autograd",
+        "supports_forward_ad",
+        "supports_fwgrad_bwgrad",
+    ):
+        if flag in items:
+            values[flag] = reader.boolean(items[flag][1], f"{key}.{flag}")
+    if "gradgrad_error" in items:
+        values.update(_gradgrad_error(reader, items, key))
+    if "gradcheck" in items:
+        values.update(_gradcheck(reader, items["gradcheck"][1], f"{key}.gradcheck"))
+    dtypes: tuple[str, ...] = values.get("dtypes", inherited_dtypes)
+    for word, field_name in (("skip", "skips"), ("xfail", "xfails")):
+        if word in items:
+            values[field_name] = _expectations(reader, items[word][1], f"{key}.{word}", word, dtypes)
+    return values
+
+
+def _merge(defaults: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
+    """An op's settings over the defaults: a key the op gives replaces the default, except that
+    ``gradcheck`` merges setting by setting (its fields are flat here: atol and rtol, given together,
+    replace both) and ``skip``/``xfail`` check by check (the op's skip or xfail of a check replaces
+    the defaults' skip or xfail of that check)."""
+    merged = {**defaults, **own}
+    own_checks = {e.check for e in (*own.get("skips", ()), *own.get("xfails", ()))}
+    for field_name in ("skips", "xfails"):
+        inherited = tuple(e for e in defaults.get(field_name, ()) if e.check not in own_checks)
+        merged[field_name] = inherited + own.get(field_name, ())
+    if own.get("supports_gradgrad") is True:
+        merged.pop("gradgrad_error", None)  # the op does support it: an inherited error is not its own
+    return merged
+
+
+def _op(reader: _Reader, node: Any, index: int, defaults: dict[str, Any]) -> OpSpec:
     key = f"ops[{index}]"
     items = reader.mapping(node, key, _OP_KEYS, "a mapping with at least 'op' and 'samples'")
     lines = {name: reader.line(value) for name, (_, value) in items.items()}
@@ -285,22 +368,8 @@ def _op(reader: _Reader, node: Any, index: int) -> OpSpec:
         values["variant"] = variant
     if "inplace" in items:
         values["inplace"] = _import_path(reader, items["inplace"][1], f"{key}.inplace", "an import path")
-    if "dtypes" in items:
-        values["dtypes"] = _dtypes(reader, items["dtypes"][1], f"{key}.dtypes")
-    for flag in (
-        "supports_gradgrad",
-        "supports_inplace_autograd",
-        "supports_forward_ad",
-        "supports_fwgrad_bwgrad",
-    ):
-        if flag in items:
-            values[flag] = reader.boolean(items[flag][1], f"{key}.{flag}")
-    if "gradcheck" in items:
-        values.update(_gradcheck(reader, items["gradcheck"][1], f"{key}.gradcheck"))
+    values.update(_merge(defaults, _settings(reader, items, key, defaults.get("dtypes", OpSpec.dtypes))))
     dtypes: tuple[str, ...] = values.get("dtypes", OpSpec.dtypes)
-    for word, field_name in (("skip", "skips"), ("xfail", "xfails")):
-        if word in items:
-            values[field_name] = _expectations(reader, items[word][1], f"{key}.{word}", word, dtypes)
     values["samples"] = _samples(reader, items["samples"][1], f"{key}.samples", dtypes)
     return OpSpec(index=index, line=reader.line(node), lines=lines, **values)
 
@@ -324,6 +393,26 @@ def _dtypes(reader: _Reader, node: Any, key: str) -> tuple[str, ...]:
                 hint="gradcheck needs double precision, as upstream's TestBwdGradients",
             )
     return tuple(n for n in DTYPE_NAMES if n in names)
+
+
+def _gradgrad_error(reader: _Reader, items: dict[str, tuple[Any, Any]], key: str) -> dict[str, Any]:
+    """``gradgrad_error: REGEX``: double backward raises its own words; the op has no gradgrad."""
+    node = items["gradgrad_error"][1]
+    pattern = reader.string(node, f"{key}.gradgrad_error", "a regular expression")
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise reader.error(
+            node, f"{key}.gradgrad_error", f"not a valid regular expression: {exc}", hint="Python's re syntax"
+        ) from None
+    if "supports_gradgrad" in items and reader.scalar(items["supports_gradgrad"][1]) is True:
+        raise reader.error(
+            items["supports_gradgrad"][0],
+            f"{key}.supports_gradgrad",
+            "true, but gradgrad_error says double backward raises",
+            hint="leave supports_gradgrad out: gradgrad_error implies false",
+        )
+    return {"gradgrad_error": pattern, "supports_gradgrad": False}
 
 
 def _gradcheck(reader: _Reader, node: Any, key: str) -> dict[str, Any]:
@@ -434,7 +523,29 @@ def _sample(reader: _Reader, node: Any, key: str) -> SampleSpec:
     broadcasts = False
     if "broadcasts_input" in items:
         broadcasts = reader.boolean(items["broadcasts_input"][1], f"{key}.broadcasts_input")
-    return SampleSpec(value, args, kwargs, broadcasts, reader.line(node))
+    sample = SampleSpec(value, args, kwargs, broadcasts, reader.line(node))
+    if "repeat" in items:
+        sample = replace(sample, repeat=_repeat(reader, items["repeat"][1], f"{key}.repeat", sample))
+    return sample
+
+
+def _repeat(reader: _Reader, node: Any, key: str, sample: SampleSpec) -> int:
+    count = reader._plain(node, key, f"a whole number from 1 to {MAX_REPEAT}")
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_REPEAT:
+        raise reader.error(
+            node,
+            key,
+            f"expected a whole number from 1 to {MAX_REPEAT}, got {node.value!r}",
+            hint="each repeat is one more gradcheck in every test of the op",
+        )
+    if count > 1 and not any(any_random(v) for v in sample.values()):
+        raise reader.error(
+            node,
+            key,
+            f"{count} identical samples: none of its tensors is random",
+            hint="repeat draws random tensors ('shape') anew with another seed; literal 'values' stay the same",
+        )
+    return int(count)
 
 
 def _value(reader: _Reader, node: Any, key: str) -> Value:
@@ -499,6 +610,10 @@ def _tensor(reader: _Reader, node: Any, key: str) -> TensorSpec:
             )
     if "noncontiguous" in items:
         values["noncontiguous"] = reader.boolean(items["noncontiguous"][1], f"{key}.noncontiguous")
+    if "distribution" in items:
+        values["distribution"] = _distribution(reader, items, key, values.get("dtype"))
+    if "permute" in items:
+        values["permute"] = _permutation(reader, items, key, values)
     if "domain" in items and "range" in items:
         raise reader.error(items["range"][0], f"{key}.range", "give 'domain' or 'range', not both")
     if ("domain" in items or "range" in items) and "values" in items:
@@ -520,6 +635,67 @@ def _tensor(reader: _Reader, node: Any, key: str) -> TensorSpec:
             raise reader.error(range_node, f"{key}.range", f"expected low < high, got [{low:g}, {high:g}]")
         values["low"], values["high"] = low, high
     return TensorSpec(**values)
+
+
+def _distribution(reader: _Reader, items: dict[str, tuple[Any, Any]], key: str, dtype: str | None) -> str:
+    where = f"{key}.distribution"
+    name = reader.words(items["distribution"][1], where, _DISTRIBUTIONS, "distribution")[0]
+    if name == "uniform":
+        return name
+    if "values" in items:
+        raise reader.error(items["distribution"][0], where, "literal 'values' take no distribution")
+    if "domain" in items:
+        raise reader.error(
+            items["domain"][0],
+            f"{key}.domain",
+            "a normal tensor takes no domain",
+            hint="give 'range' to clamp its values to [low, high]",
+        )
+    if dtype is not None and dtype not in GRAD_DTYPES:
+        raise reader.error(
+            items["distribution"][1],
+            where,
+            f"normal values need a floating-point or complex dtype, not {dtype}",
+        )
+    return name
+
+
+def _permutation(
+    reader: _Reader, items: dict[str, tuple[Any, Any]], key: str, values: dict[str, Any]
+) -> tuple[int, ...]:
+    """``permute: [1, 0]``: a permutation of the tensor's dims, other than the identity."""
+    where, node = f"{key}.permute", items["permute"][1]
+    if "noncontiguous" in items:
+        raise reader.error(items["permute"][0], where, "give 'noncontiguous' or 'permute', not both")
+    dims = len(values["shape"]) if "shape" in values else _depth(values.get("values"))
+    order = reader.scalar(node)
+    if (
+        not isinstance(order, list)
+        or sorted(order) != list(range(dims))
+        or any(isinstance(d, bool) for d in order)
+    ):
+        raise reader.error(
+            node,
+            where,
+            f"expected a permutation of the tensor's {dims} dims (0 to {dims - 1}), got {order!r}"
+            if dims
+            else f"a 0-d tensor has no dims to permute, got {order!r}",
+        )
+    if order == list(range(dims)):
+        raise reader.error(
+            node,
+            where,
+            f"{order} keeps the order: the tensor would be contiguous",
+            hint="e.g. [1, 0] for a transposed matrix; 'noncontiguous: true' for a 1-d tensor",
+        )
+    return tuple(order)
+
+
+def _depth(data: Any) -> int:
+    depth = 0
+    while isinstance(data, list) and data:
+        depth, data = depth + 1, data[0]
+    return depth
 
 
 def _numeric(data: Any) -> bool:
