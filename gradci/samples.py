@@ -63,9 +63,12 @@ class Recorder:
 
     def record(self, function: str, settings: Mapping[str, Any]) -> None:
         self.calls += 1
-        values = {name: _scalar(value) for name, value in settings.items()}
-        key = (function, *values.items())
-        found = self.sets.get(key)
+        try:  # the common case, cheaply: torch passes hashable scalars, and a set seen before
+            key: tuple[Any, ...] = (function, *settings.items())
+            found = self.sets.get(key)
+        except TypeError:  # an unhashable value: keyed by its text
+            key = (function, *((name, _scalar(value)) for name, value in settings.items()))
+            found = self.sets.get(key)
         if found is not None:
             found["calls"] += 1
         elif len(self.sets) < MAX_SETS:
@@ -73,7 +76,7 @@ class Recorder:
                 "function": function,
                 "calls": 1,
                 "first_sample": self._sample_index(),
-                "settings": values,
+                "settings": {name: _scalar(value) for name, value in settings.items()},
             }
         else:
             self.left_out += 1
@@ -313,19 +316,21 @@ class Inspected:
     note: str | None = None  # skipped, expected to fail, expects an error, could not be inspected
 
 
-def _note(outcome: Any, message: str, test: unittest.TestCase, check: str) -> str | None:
-    from .results import Outcome
-
-    if outcome is Outcome.SKIPPED:
-        return f"skipped: {message}"
-    if outcome is Outcome.XPASSED:
+def _note(result: unittest.TestResult, test: unittest.TestCase, check: str) -> str | None:
+    """Why a test run dry has no settings to show, or what they are for (unittest's own record)."""
+    if result.skipped:
+        return f"skipped: {result.skipped[0][1]}"
+    if result.unexpectedSuccesses or result.expectedFailures:
         method = getattr(test, test._testMethodName, None)
         reason = getattr(method, "gradci_xfail_reason", None)
         return "marked expected failure" + (f": {reason}" if reason else " (an xfail of the OpInfo)")
-    if outcome is Outcome.FAILED:
-        if "not raised" in message:  # the dry run raised nothing where the check wants an error
+    problems = result.failures + result.errors
+    if problems:
+        lines = problems[0][1].strip().splitlines()
+        last = lines[-1] if lines else ""
+        if "not raised" in last:  # the dry run raised nothing where the check wants an error
             return f"expects the call to raise: {BY_NAME[check].description}"
-        return f"could not be inspected: {message}"
+        return f"could not be inspected: {last}"
     return None
 
 
@@ -335,9 +340,7 @@ def inspect_tests(
     """Per op (full name) and dtype, each planned test run dry, in check order."""
     from . import suite
     from .plan import build_plan
-    from .results import Outcome
     from .suite import build_test_classes, class_for
-    from .worker import _Collector
 
     plan = build_plan(entries, device=device, checks=checks, dtypes=dtypes)
     found: dict[str, dict[str, list[Inspected]]] = {e.full_name: {} for e in entries}
@@ -355,7 +358,7 @@ def inspect_tests(
         cls = class_for(classes, test.id)
         assert cls is not None  # the plan made the class
         case = cls(test.id)
-        collector = _Collector()
+        collector = unittest.TestResult()
         try:
             with dry_run(recorder):
                 case.run(collector)
@@ -365,10 +368,9 @@ def inspect_tests(
         names = parameter_names(entry.op)
         inspected.samples = [describe_sample(s, names) for s in drawn]
         inspected.record = recorder.to_json()
-        if collector.outcome is not Outcome.PASSED or inspected.record is None:
-            inspected.note = _note(collector.outcome, collector.message, case, test.check) or (
-                "no gradcheck call" if inspected.record is None else None
-            )
+        inspected.note = _note(collector, case, test.check)
+        if inspected.note is None and inspected.record is None:
+            inspected.note = "no gradcheck call"
         found[test.op].setdefault(test.dtype, []).append(inspected)
         del drawn[:]  # the sample tensors are described: let them go
     return found
@@ -482,7 +484,8 @@ def render(
                 if shown is not None and test.samples and _structure_of(test) != _structure_of(shown):
                     lines.append(f"      its samples ({len(test.samples)}) differ from those above:")
                     lines += _sample_lines(test.samples, "        ")
-        blocks.append("\n".join(escape_workflow_commands(line) for line in lines))
+        # every line from an op's names and reprs: one line each, no workflow command
+        blocks.append("\n".join(escape_workflow_commands(printable(line)) for line in lines))
     return "\n\n".join(blocks) + "\n"
 
 
