@@ -20,7 +20,8 @@ options come from (later wins): defaults, [tool.gradci] in pyproject.toml or .gr
 GRADCI_* environment variables (GRADCI_WORKERS=4), then flags; 'gradci config' shows them.
 exit codes: 0 passed, 1 tests failed, 2 usage/config error, 3 bad results file,
 4 GitHub API error, 5 container error, 6 an output cannot be written, 7 workers cannot start,
-70 internal error, 130 interrupted, 141 the output's reader went away (0 for list, ops, config).
+70 internal error, 130 interrupted, 141 the output's reader went away (0 for list, ops, samples,
+config).
 """
 
 
@@ -86,7 +87,13 @@ def _cmd_list(args: argparse.Namespace) -> int:
 def _cmd_ops(args: argparse.Namespace) -> int:
     from . import commands
 
-    return commands.list_ops(settings_from(args))
+    return commands.list_ops(settings_from(args), verbose=args.verbose)
+
+
+def _cmd_samples(args: argparse.Namespace) -> int:
+    from . import commands
+
+    return commands.show_samples(settings_from(args), args.op_names)
 
 
 def _cmd_repro(args: argparse.Namespace) -> int:
@@ -307,7 +314,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_settings(listing, "list")
 
     ops = command("ops", _cmd_ops, "print the selected operators: name, database, definition")
+    ops.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="per op, its sample inputs and the gradcheck settings of its tests, as 'gradci samples'",
+    )
     _add_settings(ops, "ops")
+
+    samples = command(
+        "samples",
+        _cmd_samples,
+        "print, per op, each sample input's tensors and the gradcheck settings each check uses",
+    )
+    samples.add_argument(
+        "op_names", metavar="OP", nargs="+", help="op names or globs, as --ops takes them: abs, 'linalg.*'"
+    )
+    _add_settings(samples, "samples")
 
     repro = command("repro", _cmd_repro, "re-run one test in this process with full output")
     repro.add_argument("test_id", metavar="TEST_ID", help="e.g. test_fn_grad_add_cpu_float64")
@@ -429,7 +452,7 @@ def _prepare_environment() -> None:
 
 
 # Commands whose output is a listing: a reader that stops early (| head) is normal use.
-_LISTINGS = ("list", "ops", "config")
+_LISTINGS = ("list", "ops", "samples", "config")
 
 
 def _reader_gone(stream: Any) -> bool:

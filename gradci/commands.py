@@ -1,5 +1,5 @@
-"""What each command does: ``run``, ``list``, ``ops``, ``repro``, ``compare``, ``merge``, ``report``,
-``config``, ``init`` (its work in init.py).
+"""What each command does: ``run``, ``list``, ``ops``, ``samples``, ``repro``, ``compare``, ``merge``,
+``report``, ``config``, ``init`` (its work in init.py).
 
 ``cli.py`` parses, these act.
 """
@@ -40,6 +40,7 @@ from .options import CONFIG_FILES, Resolved, Settings, changed_line, config_line
 from .results import Outcome, Results, TestResult, dumps, make_folder, write_output
 
 if TYPE_CHECKING:
+    from .catalog import OpEntry
     from .session import Session
 
 
@@ -364,13 +365,38 @@ def list_tests(settings: Settings) -> int:
     return EXIT_OK
 
 
-def list_ops(settings: Settings) -> int:
+def list_ops(settings: Settings, *, verbose: bool = False) -> int:
     from .catalog import select
     from .session import load_entries
 
-    for entry in select(load_entries(settings), settings.ops, settings.exclude):
+    entries = select(load_entries(settings), settings.ops, settings.exclude)
+    if verbose:
+        return _show_samples(settings, entries)
+    for entry in entries:
         where = f"  {entry.location}" if entry.location else ""
         print(f"{entry.full_name}\t{entry.db}{where}")
+    return EXIT_OK
+
+
+def show_samples(settings: Settings, names: Sequence[str]) -> int:
+    """``gradci samples OP...``: each op's sample inputs and the gradcheck settings of its tests.
+
+    An OP is a name or a glob as ``--ops`` takes it; one that matches nothing is a SelectionError
+    (exit 2) with the closest names."""
+    from .catalog import select
+    from .session import load_entries
+
+    return _show_samples(settings, select(load_entries(settings), names, ()))
+
+
+def _show_samples(settings: Settings, entries: Sequence[OpEntry]) -> int:
+    from .samples import inspect_tests, render
+    from .session import resolve_device
+
+    device = resolve_device(settings.device)
+    found = inspect_tests(entries, device=device, checks=settings.checks, dtypes=settings.dtypes)
+    sys.stdout.write(render(entries, found, device))
+    sys.stdout.flush()
     return EXIT_OK
 
 
@@ -413,6 +439,12 @@ def repro(settings: Settings, test_id: str, sample: int | None) -> int:
     mismatch = result.get("mismatch")
     if mismatch is not None:
         print(f"mismatch: {mismatch}")
+    if result.get("gradcheck") is not None:
+        from .samples import settings_lines
+
+        print(
+            "\n".join(["gradcheck settings:", *(f"  {line}" for line in settings_lines(result["gradcheck"]))])
+        )
     if result.get("traceback"):
         print(result["traceback"], file=sys.stderr)
     return EXIT_TESTS_FAILED if outcome.failing else EXIT_OK

@@ -17,7 +17,8 @@ Exit codes (documented in docs/reliability.md#exit-codes):
     finished tests' results are written
 70  internal error: a bug in gradci (set GRADCI_DEBUG=1 for the traceback)
 130 interrupted (Ctrl-C or SIGTERM); results computed so far are written
-141 the reader of gradci's output went away (a closed pipe); 0 for ``list``, ``ops`` and ``config``
+141 the reader of gradci's output went away (a closed pipe); 0 for ``list``, ``ops``, ``samples``
+    and ``config``
 ==  =====================================================================
 """
 

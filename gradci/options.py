@@ -44,8 +44,9 @@ BASELINE_MODES = ("artifact", "rerun", "none")
 COMMENT_MODES = ("always", "changes", "failures", "off")
 
 # The commands that take settings as flags; ``gradci config`` takes every one.
-COMMANDS = ("run", "list", "ops", "repro", "compare", "publish", "baseline", "container", "config")
+COMMANDS = ("run", "list", "ops", "samples", "repro", "compare", "publish", "baseline", "container", "config")
 _SELECTING = ("run", "list", "ops", "repro")  # the commands that plan tests
+_INSPECTING = (*_SELECTING, "samples")  # and the one that shows what tests check, op by op
 
 # Headings of --help.
 WHAT = "what to check"
@@ -318,22 +319,22 @@ class Settings:
         _checks,
         f"checks to run: {','.join(CHECK_NAMES)}, or a suite: {', '.join(GROUPS)} "
         f"(backward's five and forward's three)",
-        commands=_SELECTING,
+        commands=_INSPECTING,
         group=WHAT,
         metavar="LIST",
         shown_default=BACKWARD.name,
     )
     dtypes: tuple[str, ...] = setting(
-        DTYPE_NAMES, _dtypes, "dtypes", commands=_SELECTING, group=WHAT, metavar="LIST"
+        DTYPE_NAMES, _dtypes, "dtypes", commands=_INSPECTING, group=WHAT, metavar="LIST"
     )
     device: str = setting(
-        "cpu", _choice(DEVICES), "device to test on", commands=_SELECTING, group=WHAT, choices=DEVICES
+        "cpu", _choice(DEVICES), "device to test on", commands=_INSPECTING, group=WHAT, choices=DEVICES
     )
     op_modules: tuple[str, ...] = setting(
         (),
         _words,
         "modules exposing OpInfo lists: 'mypkg.gradci_ops' (attribute op_db) or 'mypkg.ops:MY_OPS'",
-        commands=_SELECTING,
+        commands=_INSPECTING,
         group=WHAT,
         metavar="MODULES",
     )
@@ -341,7 +342,7 @@ class Settings:
         None,
         _path,
         "the project's operators declared in YAML; '' for none",
-        commands=_SELECTING,
+        commands=_INSPECTING,
         group=WHAT,
         metavar="FILE",
         shown_default=f"{SPEC_FILES[0]} in the working directory, if there",
@@ -351,7 +352,7 @@ class Settings:
         None,
         _optional_bool,
         f"include PyTorch's {', '.join(UPSTREAM_DBS)}, or (--no-upstream) check only the project's own ops",
-        commands=_SELECTING,
+        commands=_INSPECTING,
         group=WHAT,
         shown_default="only when no op module or spec is given",
         unset="auto",
@@ -364,7 +365,7 @@ class Settings:
         _path,
         "the PyTorch checkout whose torch is tested (fork mode): upstream ops are located in it, and "
         "grad and gradgrad failures also on its tools/autograd/derivatives.yaml",
-        commands=_SELECTING,
+        commands=_INSPECTING,
         group=WHAT,
         metavar="DIR",
         shown_default="torch's own directory, when torch is imported from inside the repository",

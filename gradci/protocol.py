@@ -72,6 +72,7 @@ class Finished(Message):
     traceback: str | None = None
     poisoned: bool = False  # the process is unusable after it (a CUDA error): replace the worker
     max_rss_kib: int = 0  # the worker's peak resident set so far
+    gradcheck: dict[str, Any] | None = None  # results.GradcheckRecord's fields
 
 
 KINDS: dict[str, type[Message]] = {m.kind: m for m in (Run, Stop, Ready, Fatal, Finished)}
@@ -89,6 +90,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "mismatch": (dict, type(None)),
     "poisoned": (bool,),
     "max_rss_kib": (int,),
+    "gradcheck": (dict, type(None)),
 }
 
 

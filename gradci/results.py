@@ -13,6 +13,7 @@ import errno
 import json
 import math
 import os
+import re
 import tempfile
 from collections import Counter
 from collections.abc import Iterable
@@ -77,6 +78,25 @@ class Mismatch:
 
 
 @dataclass
+class GradcheckSet:
+    """One distinct set of settings a test passed to gradcheck or gradgradcheck."""
+
+    function: str  # "gradcheck" or "gradgradcheck"
+    calls: int  # how many calls received exactly these settings
+    first_sample: int | None  # the sample input of the first such call
+    settings: dict[str, bool | int | float | str | None]  # each keyword, gradcheck's defaults filled in
+
+
+@dataclass
+class GradcheckRecord:
+    """What a test passed to gradcheck/gradgradcheck, observed in the worker (samples.py)."""
+
+    calls: int
+    sets: list[GradcheckSet]  # distinct settings, in the order first seen
+    sets_left_out: int = 0  # calls whose settings were past the MAX_SETS distinct sets kept
+
+
+@dataclass
 class TestResult:
     __test__ = False  # not a pytest test class
     id: str  # test_fn_grad_add_cpu_float64
@@ -98,6 +118,7 @@ class TestResult:
     derivative: Derivative | None = None  # fork mode: the op's entry of tools/autograd/derivatives.yaml
     origin: str | None = None  # op module or spec a project's op came from
     attempts: list[dict[str, Any]] = field(default_factory=list)  # earlier tries of a re-run test
+    gradcheck: GradcheckRecord | None = None  # the settings gradcheck ran with (absent: it never ran)
 
     @property
     def classname(self) -> str:
@@ -115,6 +136,8 @@ class TestResult:
         data["outcome"] = self.outcome.value
         data["classname"] = self.classname
         data["location"] = self.location.to_json() if self.location else None
+        if self.gradcheck is not None and not self.gradcheck.sets_left_out:
+            del data["gradcheck"]["sets_left_out"]  # written only where some were left out
         if self.flaky:
             data["flaky"] = True  # derived from attempts; written for readers of the file
         return {k: v for k, v in data.items() if v is not None and v != []}
@@ -387,6 +410,43 @@ def _read_mismatch(data: Any, where: str) -> Mismatch:
     )
 
 
+_SETTING_TYPES = (bool, int, float, str, type(None))
+_SETTING_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+MAX_SETS = 16  # distinct settings kept per test; torch's helpers use one or two
+
+
+def _read_gradcheck(data: Any, where: str) -> GradcheckRecord:
+    d = _object(data, where)
+    sets_data = _required(d, "sets", where)
+    if not isinstance(sets_data, list):
+        raise _Bad(f"{where}.sets", "a list", sets_data)
+    sets = []
+    for i, item in enumerate(sets_data):
+        at = f"{where}.sets[{i}]"
+        s = _object(item, at)
+        function = _string(_required(s, "function", at), f"{at}.function")
+        if function not in ("gradcheck", "gradgradcheck"):
+            raise _Bad(f"{at}.function", "gradcheck or gradgradcheck", function)
+        settings = _object(_required(s, "settings", at), f"{at}.settings")
+        for key, value in settings.items():
+            # a number may be non-finite (written as a string): accepted as text
+            if not _SETTING_NAME.fullmatch(key) or not isinstance(value, _SETTING_TYPES):
+                raise _Bad(f"{at}.settings.{key}", "a true/false, number, string or null", value)
+        sets.append(
+            GradcheckSet(
+                function=function,
+                calls=int(_integer(_required(s, "calls", at), f"{at}.calls", minimum=1) or 1),
+                first_sample=_integer(s.get("first_sample"), f"{at}.first_sample", optional=True),
+                settings=dict(settings),
+            )
+        )
+    return GradcheckRecord(
+        calls=int(_integer(_required(d, "calls", where), f"{where}.calls") or 0),
+        sets=sets,
+        sets_left_out=int(_integer(d.get("sets_left_out", 0), f"{where}.sets_left_out") or 0),
+    )
+
+
 def _read_attempt(data: Any, where: str) -> dict[str, Any]:
     """An earlier try: kept as a dict (the fields of a result that say why it failed), checked."""
     d = _object(data, where)
@@ -452,6 +512,9 @@ def _read_test(data: Any, where: str) -> TestResult:
         derivative=derivative,
         origin=text("origin"),
         attempts=[_read_attempt(a, f"{where}.attempts[{i}]") for i, a in enumerate(attempts)],
+        gradcheck=None
+        if d.get("gradcheck") is None
+        else _read_gradcheck(d["gradcheck"], f"{where}.gradcheck"),
     )
 
 

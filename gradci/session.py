@@ -22,7 +22,7 @@ from .errors import DeviceError, ResultsFileError, SelectionError
 from .options import Settings
 from .plan import Plan, PlannedTest, apply_shard, build_plan, schedule
 from .protocol import Finished
-from .results import Mismatch, Outcome, Results, RunInfo, TestResult, durations_from, load
+from .results import GradcheckRecord, Mismatch, Outcome, Results, RunInfo, TestResult, durations_from, load
 from .runner import Runner, available_cores
 
 if TYPE_CHECKING:
@@ -240,6 +240,7 @@ class Session:
             sample=finished.sample,
             mismatch=_mismatch(finished.mismatch),
             traceback=finished.traceback,
+            gradcheck=_gradcheck(finished.gradcheck),
             output=output,
             location=test.location,
             derivative=test.derivative,
@@ -365,6 +366,17 @@ def _mismatch(data: dict[str, Any] | None) -> Mismatch | None:
                 "mismatch": data,
             }
         ).mismatch
+    except ResultsFileError:
+        return None
+
+
+def _gradcheck(data: dict[str, Any] | None) -> GradcheckRecord | None:
+    """A worker's gradcheck settings, checked like those read from a file; unreadable ones dropped."""
+    if data is None:
+        return None
+    base = {"id": "", "op": "", "check": "", "device": "", "dtype": "", "outcome": "passed", "duration": 0}
+    try:
+        return TestResult.from_json({**base, "gradcheck": data}).gradcheck
     except ResultsFileError:
         return None
 

@@ -241,6 +241,12 @@ def gradcheck_tolerance(op: Any, device: str, dtype: torch.dtype, method: str) -
     """
     if not getattr(op, USER_OP_MARK, False):
         return None
+    return tolerance_override(op, device, dtype, method)
+
+
+def tolerance_override(op: Any, device: str, dtype: torch.dtype, method: str) -> tuple[float, float] | None:
+    """(atol, rtol) of an active ``toleranceOverride`` DecorateInfo of any op (``gradci samples``
+    says where upstream ignores one)."""
     device_type = torch.device(device).type
     params = {"op": op, "dtype": dtype, "device": device}
     generic_class = BY_METHOD[method].suite.generic_class

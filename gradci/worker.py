@@ -1,8 +1,9 @@
 """What runs inside a worker process: one upstream test at a time, with what a person needs to act.
 
 The worker runs each test through unittest (torch's ``TestCase.run``: setUp, the decorated test,
-tearDown) and observes two things on the side: which sample input the check was on, and the
-numerical and analytical Jacobians gradcheck found apart. Its stdout and stderr go to a log file
+tearDown) and observes three things on the side: which sample input the check was on, the
+settings gradcheck and gradgradcheck received (samples.Recorder), and the numerical and analytical
+Jacobians gradcheck found apart. Its stdout and stderr go to a log file
 that the parent reads per test, and where a crash leaves its last words.
 """
 
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from .protocol import MAX_TRACEBACK, Channel, Fatal, Finished, ProtocolError, Ready, Run
 from .results import Mismatch, Outcome
+from .samples import Recorder, install_recorder, set_recorder
 
 if TYPE_CHECKING:
     from .suite import TestClasses
@@ -52,6 +54,8 @@ class Observed:
 
 
 _observed = Observed()
+# The settings each gradcheck/gradgradcheck call of the current test receives (samples.py).
+_settings = Recorder(lambda: _observed.sample_index)
 
 
 def _observe(op: Any, samples: Iterator[Any]) -> Iterator[Any]:
@@ -343,6 +347,7 @@ def run_one(
     """
     global _observed
     _observed = Observed()
+    _settings.reset()
     collector = _Collector()
     start = time.perf_counter()
     if cls is None or not hasattr(cls, name):
@@ -351,12 +356,15 @@ def run_one(
         collector.message = f"torch instantiated no test {name} (gradci's plan and torch disagree)"
     else:
         case = cls(name)
+        set_recorder(_settings)
         try:
             case.run(collector)
         except KeyboardInterrupt:
             if not interrupt_fails:
                 raise
             collector.addError(case, sys.exc_info())
+        finally:
+            set_recorder(None)
     duration = time.perf_counter() - start
     failed = collector.outcome in (Outcome.FAILED, Outcome.XPASSED)
     observed = _observed
@@ -364,6 +372,7 @@ def run_one(
         "outcome": collector.outcome,
         "duration": duration,
         "message": collector.message,
+        "gradcheck": _settings.to_json(),
     }
     if failed:
         result.update(
@@ -437,6 +446,7 @@ def _finished(test_id: str, result: dict[str, Any]) -> Finished:
         traceback=traceback_text,
         poisoned=bool(result.get("poisoned")),
         max_rss_kib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,  # peak so far
+        gradcheck=result.get("gradcheck"),
     )
 
 
@@ -490,11 +500,13 @@ def worker_main(conn: Connection, config: WorkerConfig) -> None:
 
 
 def instrument() -> None:
-    """Watch samples and Jacobian mismatches in this process (a worker, or ``gradci repro``)."""
+    """Watch samples, gradcheck's settings and Jacobian mismatches in this process (a worker, or
+    ``gradci repro``)."""
     from . import suite
 
     suite.set_sample_observer(_observe)
     _install_mismatch_recorder()
+    install_recorder()
 
 
 def map_stack_to_modules() -> None:

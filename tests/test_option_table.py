@@ -86,7 +86,11 @@ BAD = {
     "check_name": " ",
     "comment_mode": "never",
 }
-POSITIONALS = {"repro": ["test_fn_grad_add_cpu_float64"], "compare": ["base.json", "head.json"]}
+POSITIONALS = {
+    "repro": ["test_fn_grad_add_cpu_float64"],
+    "compare": ["base.json", "head.json"],
+    "samples": ["abs"],
+}
 PAIRS = [(o, command) for o in OPTIONS for command in COMMANDS if o in for_command(command)]
 
 

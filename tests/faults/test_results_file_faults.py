@@ -48,6 +48,17 @@ HOSTILE: dict[str, Callable[[], str | bytes]] = {
         mismatch={"output": 0, "input": 0, "max_abs_error": 1.0, "max_rel_error": None}
     ),
     "attempts of strings": lambda: _with_test(attempts=["failed"]),
+    "gradcheck without sets": lambda: _with_test(gradcheck={"calls": 1}),
+    "gradcheck set of another function": lambda: _with_test(
+        gradcheck={"calls": 1, "sets": [{"function": "os.system", "calls": 1, "settings": {}}]}
+    ),
+    "gradcheck setting a list": lambda: _with_test(
+        gradcheck={"calls": 1, "sets": [{"function": "gradcheck", "calls": 1, "settings": {"atol": [1]}}]}
+    ),
+    "gradcheck setting name with a newline": lambda: _with_test(
+        gradcheck={"calls": 1, "sets": [{"function": "gradcheck", "calls": 1, "settings": {"a\nb": 1}}]}
+    ),
+    "gradcheck negative calls": lambda: _with_test(gradcheck={"calls": -1, "sets": []}),
     "tests not a list": lambda: json.dumps({**_good(), "tests": {"a": 1}}),
     "run not an object": lambda: json.dumps({**_good(), "run": "yesterday"}),
     "deep nesting": lambda: _nested(100_000),
