@@ -210,3 +210,25 @@ def _run_all(spec_ops: dict[str, OpEntry]) -> dict[str, dict[str, Any]]:
         assert cls is not None and cls.__name__ == "TestOpCheckCPU"
         outcomes[test.id] = run_one(cls, test.id)
     return outcomes
+
+
+def test_an_opcheck_expectation_on_an_op_opcheck_skips_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It would do nothing: say so, with the line, as for every other spec mistake."""
+    from gradci.errors import SpecError
+    from gradci.spec import load_spec
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(FIXTURES))
+    (tmp_path / "gradci-ops.yml").write_text(
+        "ops:\n  - op: gradci_specops:two_x\n    xfail:\n      opcheck-faketensor: no fake kernel\n"
+        "    samples: [{input: {shape: [3]}}]\n"
+    )
+    with pytest.raises(SpecError) as info:
+        load_spec(Path("gradci-ops.yml"))
+    assert str(info.value) == (
+        "gradci-ops.yml:4: ops[0].xfail.opcheck-faketensor: 'gradci_specops:two_x' is not a torch.library "
+        "custom op, so opcheck does not run on it (opcheck runs on an OpOverload outside aten: "
+        "torch.ops.mylib.op.default or a torch.library.custom_op)"
+    )
