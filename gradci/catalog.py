@@ -65,6 +65,29 @@ def mark_user_op(op: Any) -> Any:
     return op
 
 
+def custom_op_overload(op: Any) -> Any:
+    """The ``torch.library`` custom op an OpInfo's function is, as an ``OpOverload``, or None.
+
+    What ``torch.library.opcheck`` takes: an overload (or a packet with one overload, or a
+    ``custom_op``) of a namespace other than ``aten``. aten's own ops are not custom ops: their
+    registrations are PyTorch's, tested upstream. A Python function that calls a custom op is not
+    one either (opcheck needs the op itself).
+    """
+    import torch
+
+    fn: Any = getattr(op, "op", None)
+    if hasattr(fn, "_opoverload") and hasattr(fn, "register_autograd"):
+        fn = fn._opoverload  # a torch.library.custom_op given in an OpInfo module
+    if isinstance(fn, torch._ops.OpOverloadPacket):
+        overloads: list[str] = fn.overloads()  # type: ignore[no-untyped-call]
+        if len(overloads) != 1:
+            return None  # which one opcheck should test is not ours to guess
+        fn = getattr(fn, overloads[0])
+    if isinstance(fn, torch._ops.OpOverload) and fn.namespace != "aten":
+        return fn
+    return None
+
+
 # Before anything imports torch's OpInfo modules, which build their OpInfos at import.
 record_constructions()
 

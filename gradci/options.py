@@ -318,7 +318,8 @@ class Settings:
         DEFAULT_CHECKS,
         _checks,
         f"checks to run: {','.join(CHECK_NAMES)}, or a suite: {', '.join(GROUPS)} "
-        f"(backward's five and forward's three)",
+        f"(backward's five, forward's three, opcheck's four for torch.library custom ops); "
+        f"+NAME adds to the default: +opcheck",
         commands=_INSPECTING,
         group=WHAT,
         metavar="LIST",

@@ -11,8 +11,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .catalog import OpEntry
-from .checks import BY_METHOD, BY_NAME, CHECK_NAMES, DEFAULT_CHECKS, DTYPE_NAMES, GROUPS, expand
+from .catalog import OpEntry, custom_op_overload
+from .checks import ADD, BY_METHOD, BY_NAME, CHECK_NAMES, DEFAULT_CHECKS, DTYPE_NAMES, GROUPS, expand
 from .errors import ConfigError, SelectionError
 from .locate import FORMULA_CHECKS, Derivative, Location
 
@@ -88,7 +88,17 @@ class Plan:
 
 
 def parse_checks(values: Sequence[str]) -> tuple[str, ...]:
-    """Check names, and suites for their checks (``forward``, ``all``), in canonical order."""
+    """Check names, and suites for their checks (``forward``, ``all``), in canonical order;
+    ``+name`` words add to the default checks (``+opcheck``: backward and opcheck)."""
+    added = [v for v in values if v.startswith(ADD)]
+    if added and len(added) != len(values):
+        # "grad,+opcheck" could mean grad and opcheck or backward and opcheck: say which instead
+        raise ConfigError(
+            f"checks {','.join(values)!r} mix names with +names",
+            hint=f"'{','.join(v.removeprefix(ADD) for v in values)}' runs exactly these; "
+            f"'{','.join(ADD + v.removeprefix(ADD) for v in values)}' adds them to the default "
+            f"({','.join(DEFAULT_CHECKS)})",
+        )
     return _parse_choices("check", expand(values), CHECK_NAMES, also=tuple(GROUPS))
 
 
@@ -129,6 +139,8 @@ def build_plan(
         for entry in entries:
             if not BY_NAME[check].applies_to(entry.db):
                 continue
+            if BY_NAME[check].custom_ops_only and custom_op_overload(entry.op) is None:
+                continue  # opcheck checks torch.library registrations: a plain function has none
             # Upstream: OpDTypes.supported intersected with {float64, complex128}.
             supported = set(entry.op.supported_dtypes(device)) & wanted
             if not supported:

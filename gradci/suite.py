@@ -1,4 +1,5 @@
-"""``TestBwdGradients`` and ``TestFwdGradients``: the checks as torch test methods, per device.
+"""``TestBwdGradients``, ``TestFwdGradients`` and ``TestOpCheck``: the checks as torch test methods,
+per device.
 
 Each check is a method of a ``TestGradients`` subclass named as upstream's (``TestBwdGradients`` for
 the backward suite, ``TestFwdGradients`` for forward-mode AD), parametrized with torch's own ``ops``
@@ -7,6 +8,9 @@ parity with the upstream suites: the same test names, the same OpInfo ``Decorate
 xfails, the same dtype rules, gradcheck flags and sample seeds. Sample inputs are seeded from the
 test function's ``__qualname__`` (``TestBwdGradients.test_fn_grad``), so the qualnames here must
 equal upstream's.
+
+``TestOpCheck`` is gradci's own (upstream has no opcheck suite over OpInfos): one method per
+``torch.library.opcheck`` utility, built the same way, so skips, xfails, ids and samples work alike.
 
 Importing this module imports torch's testing internals: only planning and workers do.
 """
@@ -28,10 +32,15 @@ from torch.testing._internal.common_device_type import (
     ops,
     toleranceOverride,
 )
-from torch.testing._internal.common_utils import TestGradients, skipIfTorchInductor, unMarkDynamoStrictTest
+from torch.testing._internal.common_utils import (
+    TestCase,
+    TestGradients,
+    skipIfTorchInductor,
+    unMarkDynamoStrictTest,
+)
 
-from .catalog import GRADGRAD_ERROR, USER_OP_MARK
-from .checks import BY_METHOD, Suite
+from .catalog import GRADGRAD_ERROR, USER_OP_MARK, custom_op_overload
+from .checks import BY_METHOD, OPCHECK, Suite
 
 CHECK_DTYPES: tuple[torch.dtype, ...] = (torch.float64, torch.complex128)
 
@@ -195,6 +204,32 @@ def _test_inplace_forward_mode_ad(self: Any, device: str, dtype: torch.dtype, op
     _forward_grad_helper(self, device, dtype, op, self._get_safe_inplace(op.get_inplace()), inplace=True)
 
 
+def _opcheck(utility: str) -> Callable[..., None]:
+    """A check that runs one ``torch.library.opcheck`` utility on each sample of a custom op."""
+
+    def body(self: Any, device: str, dtype: torch.dtype, op: Any) -> None:
+        overload = custom_op_overload(op)
+        if overload is None:  # the plan never asks for it; a hand-run test might
+            self.skipTest("Skipped! opcheck checks torch.library custom ops only")
+        # requires_grad as in the gradient checks: opcheck then checks the autograd registration and
+        # the backward under AOTAutograd too. Its default tolerances (assert_close's) apply.
+        for sample in _ObservedOp(op).sample_inputs(device, dtype, requires_grad=True):
+            found = torch.library.opcheck(
+                overload,
+                (sample.input, *sample.args),
+                sample.kwargs,
+                test_utils=(utility,),
+                raise_exception=False,
+            )
+            error = found[utility]
+            # opcheck's own raise wraps the error in "opcheck(op, ...): ... failed with ..."; the
+            # utility's error itself is the better headline (the test id names the utility).
+            if isinstance(error, BaseException):
+                raise error
+
+    return body
+
+
 _BODIES: Mapping[str, Callable[..., None]] = {
     "test_fn_grad": _test_fn_grad,
     "test_inplace_grad": _test_inplace_grad,
@@ -204,7 +239,10 @@ _BODIES: Mapping[str, Callable[..., None]] = {
     "test_fn_fwgrad_bwgrad": _test_fn_fwgrad_bwgrad,
     "test_forward_mode_AD": _test_forward_mode_ad,
     "test_inplace_forward_mode_AD": _test_inplace_forward_mode_ad,
+    **{c.method: _opcheck(c.opcheck_util) for c in BY_METHOD.values() if c.opcheck_util is not None},
 }
+# The base class of each suite's generic class: upstream's for the gradient suites.
+_BASES: Mapping[Suite, type[unittest.TestCase]] = {OPCHECK: TestCase}
 
 
 def _upstream_decorators(method: str) -> tuple[Callable[[Any], Any], ...]:
@@ -295,8 +333,9 @@ TestClasses = Mapping[str, type[unittest.TestCase]]  # test method -> its device
 
 
 def build_test_classes(device_type: str, ops_by_method: Mapping[str, Sequence[Any]]) -> TestClasses:
-    """The device-specific test classes (``TestBwdGradientsCPU``, ``TestFwdGradientsCPU``) over the
-    given ops per check, one per suite that has tests; keyed by test method."""
+    """The device-specific test classes (``TestBwdGradientsCPU``, ``TestFwdGradientsCPU``,
+    ``TestOpCheckCPU``) over the given ops per check, one per suite that has tests; keyed by test
+    method."""
     gradcheck_ops = functools.partial(ops, dtypes=OpDTypes.supported, allowed_dtypes=list(CHECK_DTYPES))
     namespaces: dict[Suite, dict[str, Any]] = {}
     for method, op_list in ops_by_method.items():
@@ -308,7 +347,8 @@ def build_test_classes(device_type: str, ops_by_method: Mapping[str, Sequence[An
             namespace[method] = gradcheck_ops(list(op_list))(_fresh_method(method))
     classes: dict[str, type[unittest.TestCase]] = {}
     for suite, namespace in namespaces.items():
-        generic = unMarkDynamoStrictTest(type(suite.generic_class, (TestGradients,), namespace))
+        base = _BASES.get(suite, TestGradients)
+        generic = unMarkDynamoStrictTest(type(suite.generic_class, (base,), namespace))
         scope: dict[str, Any] = {suite.generic_class: generic}
         instantiate_device_type_tests(generic, scope, only_for=device_type)
         name = suite.class_name(device_type)

@@ -1,6 +1,7 @@
 """The example extension (examples/extension) checked as its author would: ``gradci run`` in the project,
 which picks up its gradci-ops.yml. The correct ops pass, the broken twin fails with a message that
-names the input and shows the numerical and analytical values.
+names the input and shows the numerical and analytical values; with ``--checks +opcheck`` the custom
+ops go through torch.library.opcheck too, and the twin with a wrong fake kernel fails there.
 
 Each test copies the example to a temporary directory and runs there: gradci puts the working
 directory on ``sys.path`` (as pytest does its rootdir), so ``extops`` imports without being installed;
@@ -17,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 from conftest import REPO, Completed, gradci
 from junitparser import Failure, JUnitXml
@@ -34,7 +36,17 @@ ENTRY_LINES = {  # the line of each op's entry in examples/extension/gradci-ops.
     "extops.scaled_mul_broken": 49,
     "extops.cube": 56,
     "extops.cube_broken_jvp": 65,
+    "extops.fused_gelu_broken_fake": 75,
 }
+# What opcheck finds: the wrong fake kernel (test_aot_dispatch_dynamic, which traces with it too, is
+# the spec's xfail for the twin).
+BROKEN_FAKE = "test_opcheck_faketensor_extops_fused_gelu_broken_fake_cpu_float64"
+OPCHECK_METHODS = (
+    "test_opcheck_schema",
+    "test_opcheck_autograd_registration",
+    "test_opcheck_faketensor",
+    "test_opcheck_aot_dispatch_dynamic",
+)
 
 
 def root(project: Path) -> dict[str, str]:
@@ -84,6 +96,9 @@ def test_correct_ops_pass_and_the_broken_twin_fails(example_run: tuple[Completed
         "test_fn_gradgrad_extops_softsign_cpu_float64": "skipped",
         # the broken twin's backward is consistent with itself: only first order fails
         "test_fn_gradgrad_extops_scaled_mul_broken_cpu_float64": "passed",
+        # a wrong fake kernel is invisible to gradients
+        "test_fn_grad_extops_fused_gelu_broken_fake_cpu_float64": "passed",
+        "test_fn_gradgrad_extops_fused_gelu_broken_fake_cpu_float64": "passed",
     }
     for dtype in ("float64", "complex128"):
         for check in ("fn_grad", "inplace_grad", "fn_gradgrad", "inplace_gradgrad"):
@@ -93,10 +108,17 @@ def test_correct_ops_pass_and_the_broken_twin_fails(example_run: tuple[Completed
             # the jvp twin's backward is right: the backward suite passes it
             expected[f"test_{check}_extops_cube_broken_jvp_cpu_{dtype}"] = "passed"
     assert {i: outcomes[i] for i in expected} == expected
-    assert not any(t["check"] in ("forward-ad", "fwgrad-bwgrad") for t in tests.values())  # by default
+    # by default: neither the forward suite nor opcheck
+    assert {t["check"] for t in tests.values()} == {
+        "grad",
+        "inplace-grad",
+        "gradgrad",
+        "fail-gradgrad",
+        "inplace-gradgrad",
+    }
     # complex128 is not in fused_gelu's dtypes: no test planned
     assert "test_fn_grad_extops_fused_gelu_cpu_complex128" not in tests
-    assert len(tests) == 60
+    assert len(tests) == 65
     assert (
         tests["test_fn_gradgrad_extops_softsign_cpu_float64"]["message"]
         == "Op claims it doesn't support gradgrad. This is not verified."
@@ -194,8 +216,8 @@ def test_installed_package(tmp_path: Path) -> None:
 
 
 def test_the_forward_suite_fails_only_the_wrong_jvp(tmp_path: Path) -> None:
-    """``--checks all`` adds forward-mode AD: cube's jvp passes, its twin's (a factor 3 forgotten)
-    fails naming the input; ops without forward AD pass the "must raise" checks (an
+    """``--checks all`` adds forward-mode AD (and opcheck): cube's jvp passes, its twin's (a factor 3
+    forgotten) fails naming the input; ops without forward AD pass the "must raise" checks (an
     autograd.Function says so in its own words); custom ops' silently zero tangents are xfails."""
     project = copy_example(tmp_path / "extension")
     done = gradci(
@@ -207,6 +229,7 @@ def test_the_forward_suite_fails_only_the_wrong_jvp(tmp_path: Path) -> None:
     assert failing == BROKEN | {
         "test_forward_mode_AD_extops_cube_broken_jvp_cpu_float64",
         "test_forward_mode_AD_extops_cube_broken_jvp_cpu_complex128",
+        BROKEN_FAKE,  # all is every check: opcheck's too
     }
     wrong = tests["test_forward_mode_AD_extops_cube_broken_jvp_cpu_float64"]
     assert wrong["classname"] == "TestFwdGradientsCPU"
@@ -220,3 +243,94 @@ def test_the_forward_suite_fails_only_the_wrong_jvp(tmp_path: Path) -> None:
         assert tests[f"test_{check}_extops_scaled_mul_cpu_float64"]["outcome"] == "passed"  # must raise
     assert tests["test_forward_mode_AD_extops_fused_gelu_cpu_float64"]["outcome"] == "xfailed"
     assert "FAILED test_forward_mode_AD_extops_cube_broken_jvp_cpu_float64" in done.stdout
+
+
+@pytest.fixture(scope="module")
+def opcheck_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Completed, Path]:
+    project = copy_example(tmp_path_factory.mktemp("opcheck") / "extension")
+    args = ("run", "--checks", "opcheck", "--progress", "plain", "--reruns", "0")
+    return gradci(*args, cwd=project, env=root(project)), project
+
+
+def test_opcheck_passes_the_custom_ops_and_fails_the_wrong_fake_kernel(
+    opcheck_run: tuple[Completed, Path],
+) -> None:
+    """Real torch.library ops through real opcheck utilities, one test per utility and sample set."""
+    done, project = opcheck_run
+    assert done.returncode == 1, done.stderr
+    results = json.loads((project / "gradci-results.json").read_text())
+    jsonschema.validate(results, json.loads((REPO / "gradci/schemas/results-v2.schema.json").read_text()))
+    tests = {t["id"]: t for t in results["tests"]}
+    # Only the torch.library custom ops: the autograd.Functions have no registrations to check.
+    custom = ("fused_gelu", "softsign", "fused_gelu_broken_fake")
+    assert set(tests) == {f"{m}_extops_{op}_cpu_float64" for m in OPCHECK_METHODS for op in custom}
+    assert {t["classname"] for t in tests.values()} == {"TestOpCheckCPU"}
+    outcomes = {i: t["outcome"] for i, t in tests.items()}
+    for method in OPCHECK_METHODS:
+        assert outcomes[f"{method}_extops_fused_gelu_cpu_float64"] == "passed"
+        assert outcomes[f"{method}_extops_softsign_cpu_float64"] == "passed"
+    twin = {m: outcomes[f"{m}_extops_fused_gelu_broken_fake_cpu_float64"] for m in OPCHECK_METHODS}
+    assert twin == {
+        "test_opcheck_schema": "passed",
+        "test_opcheck_autograd_registration": "passed",
+        "test_opcheck_faketensor": "failed",
+        "test_opcheck_aot_dispatch_dynamic": "xfailed",  # the spec's xfail: the same wrong fake kernel
+    }
+    assert tests["test_opcheck_aot_dispatch_dynamic_extops_fused_gelu_broken_fake_cpu_float64"][
+        "message"
+    ].startswith("expected failure: the wrong fake kernel that opcheck-faketensor reports (")
+
+    failed = tests[BROKEN_FAKE]
+    assert failed["check"] == "opcheck-faketensor"
+    # the utility's own error is the headline: what is wrong, in the real and the fake output
+    problem = (
+        r"MetadataMismatchError: When comparing the output of extops\.fused_gelu_broken_fake\.default on "
+        r"FakeTensor and concrete Tensors, found mismatched tensor metadata: "
+        r"Shapes torch\.Size\(\[3, 4\]\) and torch\.Size\(\[12\]\) are not equal!"
+    )
+    assert re.fullmatch(problem, failed["message"]), failed["message"]
+    assert failed["sample_index"] == 0 and failed.get("mismatch") is None  # gradcheck's only
+    assert failed["repro"] == f"gradci repro {BROKEN_FAKE} --sample 0 --spec gradci-ops.yml"
+    line = next(x for x in done.stdout.splitlines() if f"FAILED {BROKEN_FAKE}" in x)
+    assert line.strip() == f"FAILED {BROKEN_FAKE} - {failed['message']} (sample 0)"
+    suites = {suite.name: suite for suite in JUnitXml.fromfile(str(project / "gradci-junit.xml"))}
+    case = next(c for c in suites["extops.fused_gelu_broken_fake"] if c.name == BROKEN_FAKE)
+    assert case.classname == "TestOpCheckCPU"
+    failure = next(r for r in case.result if isinstance(r, Failure))
+    assert failure.message == f"{failed['message']} (sample 0)"
+    assert "sample input 0: " in failure.text
+    assert case._elem.get("file") == "gradci-ops.yml" and case._elem.get("line") == str(
+        ENTRY_LINES["extops.fused_gelu_broken_fake"]
+    )
+
+
+def test_opcheck_added_to_a_base_without_it_makes_new_tests(tmp_path: Path) -> None:
+    """The pull request that turns opcheck on: its tests, the failing one too, are new tests, not new
+    failures, since the base run did not select those checks; ``gradci compare`` passes."""
+    project = copy_example(tmp_path / "extension")
+    ops = ("--ops", "extops.fused_gelu*", "--progress", "none", "--reruns", "0")
+    base = gradci("run", *ops, "--json", "base.json", cwd=project)
+    assert base.returncode == 0, base.stdout + base.stderr
+    head = gradci("run", *ops, "--checks", "+opcheck", "--json", "head.json", cwd=project)
+    assert head.returncode == 1, head.stdout + head.stderr
+    head_tests = results_of(project / "head.json")
+    assert set(results_of(project / "base.json")) < set(head_tests)  # +opcheck: the backward suite too
+    assert {t["check"] for t in head_tests.values()} >= {"grad", "opcheck-faketensor"}
+
+    done = gradci(
+        "compare", "base.json", "head.json", "--json", "cmp.json", "--markdown", "cmp.md", cwd=project
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    categories = json.loads((project / "cmp.json").read_text())["tests"]
+    assert categories["new_failure"] == []
+    new = set(categories["new_test"])
+    assert new == {
+        f"{m}_extops_{op}_cpu_float64"
+        for m in OPCHECK_METHODS
+        for op in ("fused_gelu", "fused_gelu_broken_fake")
+    }
+    assert BROKEN_FAKE in new
+    # the report lists them by op and check, the failing one with its headline
+    report = (project / "cmp.md").read_text()
+    assert "<summary>New tests (8 in 2 ops)</summary>" in report
+    assert "|  | opcheck-faketensor | float64 | failed: MetadataMismatchError: When comparing" in report

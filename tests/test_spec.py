@@ -742,10 +742,11 @@ def test_settings_take_effect_on_real_gradchecks(tmp_path: Path) -> None:
     assert "XPASS test_fn_grad_spec_xpass_cpu_float64" in done.stdout
 
 
-@pytest.mark.parametrize(("checks", "count"), [("backward", 60), ("forward", 36)])
+@pytest.mark.parametrize(("checks", "count"), [("backward", 65), ("forward", 39), ("opcheck", 12)])
 def test_spec_ops_give_the_outcomes_of_hand_written_opinfos(tmp_path: Path, checks: str, count: int) -> None:
     """The example's spec and the same ops written as OpInfos (tests/fixtures/extops_opinfos.py), in
-    the backward suite and in the forward one (supports_forward_ad and friends, xfails of its checks)."""
+    the backward suite, the forward one (supports_forward_ad and friends, xfails of its checks) and
+    opcheck (custom ops only, either way)."""
     shutil.copytree(EXAMPLE / "extops", tmp_path / "extops")
     shutil.copy(EXAMPLE / "gradci-ops.yml", tmp_path)
     root = {"GITHUB_WORKSPACE": str(tmp_path)}  # locations are relative to it

@@ -211,7 +211,26 @@ def build_opinfo(spec: Spec, op: OpSpec) -> Any:
     )
     if op.gradgrad_error is not None:
         setattr(info, GRADGRAD_ERROR, op.gradgrad_error)  # read by suite.py's fail-gradgrad
+    _check_opcheck_expectations(spec, op, info)
     return info
+
+
+def _check_opcheck_expectations(spec: Spec, op: OpSpec, info: Any) -> None:
+    """A skip or xfail of an opcheck check on an op opcheck never runs on would silently do nothing."""
+    from gradci.catalog import custom_op_overload
+    from gradci.checks import BY_NAME
+
+    if custom_op_overload(info) is not None:
+        return
+    for word, expectations in (("skip", op.skips), ("xfail", op.xfails)):
+        for expectation in expectations:
+            if BY_NAME[expectation.check].custom_ops_only:
+                raise SpecError(
+                    f"{spec.path}:{expectation.line}: {op.key}.{word}.{expectation.check}: {op.op!r} is "
+                    "not a torch.library custom op, so opcheck does not run on it",
+                    hint="opcheck runs on an OpOverload outside aten: torch.ops.mylib.op.default or a "
+                    "torch.library.custom_op",
+                )
 
 
 def _sample_function(spec: Spec, op: OpSpec) -> Any:

@@ -3,6 +3,8 @@
 Importing the package registers the ``torch.library`` operators ``torch.ops.extops.*``.
 
 * ``fused_gelu``: a ``torch.library.custom_op`` with ``register_autograd`` (double backward works).
+  ``fused_gelu_broken_fake`` is its twin whose fake (meta) kernel returns the wrong shape: only
+  opcheck sees it (``gradci run --checks +opcheck``).
 * ``softsign``: a custom op whose backward kernel has no derivative of its own, so double backward
   raises "the derivative for ... is not implemented" (``supports_gradgrad: false`` in the spec).
 * ``scaled_mul``: a ``torch.autograd.Function``; ``scaled_mul_broken`` is its twin whose backward
@@ -16,12 +18,13 @@ Importing the package registers the ``torch.library`` operators ``torch.ops.exto
 from __future__ import annotations
 
 from .functions import cube, cube_broken_jvp, scale_shift, scale_shift_, scaled_mul, scaled_mul_broken
-from .library import fused_gelu, softsign, softsign_backward
+from .library import fused_gelu, fused_gelu_broken_fake, softsign, softsign_backward
 
 __all__ = [
     "cube",
     "cube_broken_jvp",
     "fused_gelu",
+    "fused_gelu_broken_fake",
     "scale_shift",
     "scale_shift_",
     "scaled_mul",

@@ -39,6 +39,22 @@ def _gelu_backward(ctx: Any, grad: Tensor) -> Tensor:
 fused_gelu.register_autograd(_gelu_backward, setup_context=_gelu_setup_context)
 
 
+@torch.library.custom_op("extops::fused_gelu_broken_fake", mutates_args=())
+def fused_gelu_broken_fake(x: Tensor) -> Tensor:
+    """``fused_gelu``'s twin whose fake (meta) kernel is wrong: its real kernel and autograd are right."""
+    return x * 0.5 * (1.0 + torch.erf(x * _SQRT_HALF))
+
+
+@fused_gelu_broken_fake.register_fake
+def _(x: Tensor) -> Tensor:
+    # Wrong: the output is flat, where the real kernel keeps x's shape. Eager code never runs the
+    # fake kernel, so gradcheck cannot see this; torch.compile and export trace with it.
+    return x.new_empty(x.numel())
+
+
+fused_gelu_broken_fake.register_autograd(_gelu_backward, setup_context=_gelu_setup_context)
+
+
 @torch.library.custom_op("extops::softsign_backward", mutates_args=())
 def softsign_backward(grad: Tensor, x: Tensor) -> Tensor:
     """The backward kernel of softsign: grad / (1 + |x|)^2."""
