@@ -376,7 +376,7 @@ def inspect_tests(
     return found
 
 
-def _collect(drawn: list[Any], samples: Iterator[Any]) -> Iterator[Any]:
+def _collect(drawn: list[Any], op: Any, samples: Iterator[Any]) -> Iterator[Any]:
     for sample in samples:
         drawn.append(sample)
         yield sample

@@ -48,13 +48,14 @@ def example(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 def test_init_then_run_on_the_example(example: tuple[Path, str]) -> None:
     project, out = example
     assert "imported extops (pyproject.toml's [tool.setuptools] packages)" in out
-    assert "found 3 torch.library ops (namespace extops)" in out
+    assert "found 4 torch.library ops (namespace extops)" in out
     assert "loaded back with gradci's spec loader: valid" in out
     spec = parse_spec(project / "gradci-ops.yml")
     ops = {op.name: op for op in spec.ops}
     assert spec.imports[0][0] == "extops"
     assert set(ops) == {
         "extops.fused_gelu",
+        "extops.fused_gelu_broken_fake",
         "extops.softsign",
         "extops.scaled_mul",
         "extops.scaled_mul_broken",
