@@ -36,7 +36,7 @@ from .errors import (
 )
 from .failure import headline
 from .github.workflow_commands import escape_workflow_commands
-from .options import CONFIG_FILES, Resolved, Settings, changed_line, config_lines
+from .options import CONFIG_FILES, SPEC_FILES, Resolved, Settings, changed_line, config_lines
 from .results import Outcome, Results, TestResult, dumps, make_folder, write_output
 
 if TYPE_CHECKING:
@@ -147,6 +147,12 @@ def run(resolved: Resolved, argv: Sequence[str]) -> int:
         + (f", shard {settings.shard}" if settings.shard else "")
         + (f", malloc from {allocator.active()}" if allocator.active() != "system" else "")
     )
+    if settings.upstream is None and settings.spec is None and not settings.op_modules:
+        # nothing of the project's was found: say so, or a first run looks like it ignored the project
+        console.info(
+            f"no {SPEC_FILES[0]} (here or up to the repository root) or --op-modules: checking "
+            f"PyTorch's own OpInfos ({counted(len(tests), 'test')})"
+        )
     changed = changed_line(resolved, "run")  # one line; every setting: gradci config
     if changed is not None:
         console.info(changed)

@@ -199,7 +199,7 @@ class Console:
 
 
 def counted(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+    return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
 
 
 def workers_and_threads(workers: int, threads: int) -> str:

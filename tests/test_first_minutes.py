@@ -1,0 +1,117 @@
+"""A new user's first minutes: gradci run in a subfolder of a project finds the project's spec and
+config; with neither it says it checks PyTorch's own suite; progress and ETA weighted by expected
+durations; a failure printed once; skip reasons summarised; repro errors that say what is wrong;
+--failed-from and --last-failed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import REPO, Completed
+
+from gradci.options import find_config, find_spec, resolve_with_sources, search_path
+
+EXAMPLE = REPO / "examples" / "extension"
+
+
+@pytest.fixture
+def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A repository (a .git folder) with a subfolder as the working directory, no GITHUB_WORKSPACE."""
+    root = tmp_path / "proj"
+    (root / ".git").mkdir(parents=True)
+    (root / "src" / "deep").mkdir(parents=True)
+    monkeypatch.delenv("GITHUB_WORKSPACE", raising=False)
+    monkeypatch.chdir(root / "src" / "deep")
+    return root
+
+
+# --- looking for the project's files -----------------------------------------------------------------
+
+
+def test_the_spec_is_found_up_to_the_repository_root(repo: Path) -> None:
+    (repo / "gradci-ops.yml").write_text("ops: []\n")
+    assert find_spec(Path.cwd()) == Path("../../gradci-ops.yml")  # as a repro command names it
+    (repo / "src" / "gradci-ops.yml").write_text("ops: []\n")
+    assert find_spec(Path.cwd()) == Path("../gradci-ops.yml")  # the nearest wins
+
+
+def test_nothing_above_the_repository_root_is_taken(repo: Path) -> None:
+    (repo.parent / "gradci-ops.yml").write_text("ops: []\n")  # another project's, above this one
+    (repo.parent / ".gradci.yml").write_text("workers: 3\n")
+    assert search_path(Path.cwd())[-1] == repo
+    assert find_spec(Path.cwd()) is None and find_config(Path.cwd()) is None
+
+
+def test_outside_a_repository_only_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("GITHUB_WORKSPACE", raising=False)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "gradci-ops.yml").write_text("ops: []\n")
+    monkeypatch.chdir(tmp_path / "sub")
+    if any((folder / ".git").exists() for folder in Path.cwd().parents):
+        pytest.skip("the temporary folder is inside a repository")
+    assert search_path(Path.cwd()) == [Path.cwd()] and find_spec(Path.cwd()) is None
+
+
+def test_github_workspace_is_the_root(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GITHUB_WORKSPACE", str(repo / "src"))
+    (repo / "gradci-ops.yml").write_text("ops: []\n")  # above the workspace: not taken
+    assert search_path(Path.cwd()) == [repo / "src" / "deep", repo / "src"]
+    assert find_spec(Path.cwd()) is None
+
+
+def test_a_config_above_names_paths_from_its_folder(repo: Path) -> None:
+    (repo / "pyproject.toml").write_text('[tool.gradci]\nworkers = 3\njson = "out/r.json"\n')
+    (repo / "src" / "pyproject.toml").write_text("[project]\nname = 'x'\n")  # no [tool.gradci]: passed over
+    resolved = resolve_with_sources({}, environ={})
+    assert resolved.config == repo / "pyproject.toml"
+    assert resolved.settings.workers == 3
+    assert resolved.settings.json == Path("../../out/r.json")
+    # a flag is the user's, from the working directory
+    assert resolve_with_sources({"json": "mine.json"}, environ={}).settings.json == Path("mine.json")
+
+
+# --- real runs -------------------------------------------------------------------------------------------
+
+
+def run_in(cwd: Path, *args: str, env: dict[str, str] | None = None) -> Completed:
+    from conftest import gradci
+
+    return gradci(*args, cwd=cwd, env={"GITHUB_WORKSPACE": "", **(env or {})})
+
+
+@pytest.fixture(scope="module")
+def example_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    project = tmp_path_factory.mktemp("first") / "extension"
+    shutil.copytree(
+        EXAMPLE,
+        project,
+        ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__", "gradci-results.json", "*.xml"),
+    )
+    (project / ".git").mkdir()
+    (project / "docs" / "api").mkdir(parents=True)
+    return project
+
+
+def test_a_run_in_a_subfolder_checks_the_projects_ops(example_project: Path) -> None:
+    sub = example_project / "docs" / "api"
+    done = run_in(sub, "run", "--ops", "extops.scaled_mul", "--checks", "grad", "--progress", "plain")
+    assert done.returncode == 0, done.stderr
+    tests = json.loads((sub / "gradci-results.json").read_text())["tests"]
+    assert {t["op"] for t in tests} == {"extops.scaled_mul"}
+    assert "PyTorch's own" not in done.stderr
+    assert "spec=../../gradci-ops.yml (found in the project)" in done.stderr
+
+
+def test_without_a_spec_it_says_it_checks_pytorchs_suite(tmp_path: Path) -> None:
+    (tmp_path / ".git").mkdir()
+    done = run_in(tmp_path, "run", "--ops", "abs,sin", "--checks", "grad", "--dtypes", "float64")
+    assert done.returncode == 0, done.stderr
+    assert (
+        "no gradci-ops.yml (here or up to the repository root) or --op-modules: checking PyTorch's own "
+        "OpInfos (2 tests)" in done.stderr.splitlines()
+    )
