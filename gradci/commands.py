@@ -359,38 +359,96 @@ def list_ops(settings: Settings) -> int:
     return EXIT_OK
 
 
+class _SampleCount:
+    """The samples a test's iterators hold (torch's iterator skips all but ``--sample``'s, silently)."""
+
+    def __init__(self, wanted: int | None) -> None:
+        self.wanted = wanted
+        self.iterators = 0
+        self.most = 0  # samples in the longest iterator
+        self.found = False  # the wanted sample was among them
+
+    def __call__(self, samples: object) -> None:
+        self.iterators += 1
+        pairs = getattr(samples, "child_iter", None)  # TrackedInputIter's enumerate of the samples
+        if pairs is not None:
+            samples.child_iter = self._count(pairs)  # type: ignore[attr-defined]
+
+    def _count(self, pairs: Iterator[tuple[int, object]]) -> Iterator[tuple[int, object]]:
+        for n, (index, value) in enumerate(pairs, 1):
+            self.most = max(self.most, n)
+            self.found = self.found or index == self.wanted
+            yield index, value
+
+
+_EN_DASH = "\u2013"
+
+
+def _sample_range(count: int) -> str:
+    if count == 0:
+        return "no samples"
+    indices = "0" if count == 1 else f"0{_EN_DASH}{count - 1}"
+    return f"{counted(count, 'sample')} ({indices})"
+
+
+def _close_ids(test_id: str, known: Sequence[str]) -> str | None:
+    import difflib
+
+    close = difflib.get_close_matches(test_id, known, n=3, cutoff=0.6)
+    return "did you mean " + " or ".join(repr(c) for c in close) + "?" if close else None
+
+
 def repro(settings: Settings, test_id: str, sample: int | None) -> int:
     """Re-run one test (optionally one sample) in this process, showing everything."""
-    from .plan import TestId
-
-    parsed = TestId.parse(test_id)
-    if sample is not None:
-        # Read by torch's testing internals at import: set it before they are imported.
-        os.environ["PYTORCH_OPINFO_SAMPLE_INPUT_INDEX"] = str(sample)
     from .catalog import select
-    from .plan import build_plan
+    from .checks import CHECK_NAMES
+    from .plan import TestId, build_plan
     from .session import load_entries, resolve_device
     from .suite import build_test_classes, class_for
     from .worker import instrument, run_one
 
+    if sample is not None and sample < 0:
+        raise UsageError(f"--sample {sample}: expected a sample index, 0 or more")
+    entries = load_entries(settings)
+    try:
+        parsed = TestId.parse(test_id)
+    except SelectionError as exc:
+        device = settings.device if settings.device != "auto" else "cpu"
+        close = _close_ids(test_id, build_plan(entries, device=device, checks=CHECK_NAMES).ids)
+        raise SelectionError(exc.message, hint=close or exc.hint) from None
     resolve_device(parsed.device)
-    entries = [e for e in load_entries(settings) if e.formatted_name == parsed.op]
+    matching = [e for e in entries if e.formatted_name == parsed.op]
     plan = build_plan(
-        select(entries, (), ()), device=parsed.device, checks=(parsed.check,), dtypes=(parsed.dtype,)
+        select(matching, (), ()), device=parsed.device, checks=(parsed.check,), dtypes=(parsed.dtype,)
     )
     if parsed.name not in plan.ids:
+        close = _close_ids(parsed.name, build_plan(entries, device=parsed.device, checks=CHECK_NAMES).ids)
         raise SelectionError(
-            f"no test {parsed.name} among the configured ops", hint="'gradci list' prints the known test ids"
+            f"no test {parsed.name!r} among the configured ops",
+            hint=close or "'gradci list' prints the known test ids",
         )
+    planned = plan.tests[plan.ids.index(parsed.name)]
     cls = class_for(build_test_classes(parsed.device, plan.ops_by_method), parsed.name)
     assert cls is not None  # the plan has the test, so its class exists
-    instrument()
+    samples = _SampleCount(sample)
+    instrument(samples)
+    if sample is not None:
+        # torch reads PYTORCH_OPINFO_SAMPLE_INPUT_INDEX once, at import, for every op (a spec's probe
+        # of another op included): set only for this test, where its sample iterators read it.
+        from torch.testing._internal.opinfo import core
+
+        core.OPINFO_SAMPLE_INPUT_INDEX = sample
     print(
         f"gradci repro: {cls.__name__}.{parsed.name}"
         + (f", sample {sample} only" if sample is not None else ""),
         flush=True,
     )
     result = run_one(cls, parsed.name)
+    if sample is not None and samples.iterators and not samples.found:
+        raise SelectionError(
+            f"--sample {sample}: {planned.op} has {_sample_range(samples.most)} in {parsed.name}",
+            hint="without --sample every sample runs",
+        )
     outcome = result["outcome"]
     print(f"outcome: {outcome.value}" + (f" - {result['message']}" if result["message"] else ""))
     if result.get("sample_index") is not None:

@@ -440,11 +440,22 @@ def worker_main(conn: Connection, config: WorkerConfig) -> None:
     _exit(0)
 
 
-def instrument() -> None:
-    """Watch samples and Jacobian mismatches in this process (a worker, or ``gradci repro``)."""
+def instrument(on_samples: Callable[[Any], None] | None = None) -> None:
+    """Watch samples and Jacobian mismatches in this process (a worker, or ``gradci repro``).
+
+    ``on_samples`` sees each sample iterator first (``gradci repro`` counts the samples with it)."""
     from . import suite
 
-    suite.set_sample_observer(_observe)
+    if on_samples is None:
+        suite.set_sample_observer(_observe)
+    else:
+        hook = on_samples
+
+        def observe(samples: Iterator[Any]) -> Iterator[Any]:
+            hook(samples)
+            return _observe(samples)
+
+        suite.set_sample_observer(observe)
     _install_mismatch_recorder()
 
 

@@ -115,3 +115,51 @@ def test_without_a_spec_it_says_it_checks_pytorchs_suite(tmp_path: Path) -> None
         "no gradci-ops.yml (here or up to the repository root) or --op-modules: checking PyTorch's own "
         "OpInfos (2 tests)" in done.stderr.splitlines()
     )
+
+
+# --- gradci repro -----------------------------------------------------------------------------------
+
+
+def test_repro_a_sample_the_op_does_not_have(example_project: Path) -> None:
+    """scaled_mul_broken has 4 samples: --sample 9 is one line naming it and its samples, exit 2
+    (not the spec's probe of another op, which --sample once restricted too)."""
+    done = run_in(
+        example_project, "repro", "test_fn_grad_extops_scaled_mul_broken_cpu_float64", "--sample", "9"
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [
+        "gradci: error: --sample 9: extops.scaled_mul_broken has 4 samples (0\u20133) in "
+        "test_fn_grad_extops_scaled_mul_broken_cpu_float64 (without --sample every sample runs)"
+    ]
+    # the last one runs, and the first fails as the run said
+    done = run_in(
+        example_project, "repro", "test_fn_grad_extops_scaled_mul_broken_cpu_float64", "--sample", "3"
+    )
+    assert done.returncode in (0, 1) and "outcome: " in done.stdout, done.stderr
+    done = run_in(
+        example_project, "repro", "test_fn_grad_extops_scaled_mul_broken_cpu_float64", "--sample", "0"
+    )
+    assert done.returncode == 1 and "outcome: failed" in done.stdout and "sample input 0" in done.stdout
+
+
+def test_repro_an_unknown_id_suggests_the_closest(example_project: Path) -> None:
+    done = run_in(example_project, "repro", "test_fn_grad_extops_scaled_mul_brokn_cpu_float64")
+    assert done.returncode == 2
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("gradci: error: no test 'test_fn_grad_extops_scaled_mul_brokn_cpu_float64' among")
+    assert "did you mean 'test_fn_grad_extops_scaled_mul_broken_cpu_float64'" in line
+
+
+@pytest.mark.parametrize(
+    "test_id",
+    [
+        "test_fn_grad_extops_scaled\nmul::error::x_cpu_float64",
+        "::add-mask::gradci\r##[error]x",
+        "tést_fn_grad_ü",
+    ],
+)
+def test_repro_hostile_ids_are_one_line(example_project: Path, test_id: str) -> None:
+    done = run_in(example_project, "repro", test_id)
+    assert done.returncode == 2
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("gradci: error: ") and "::add-mask::" not in line.split("'")[0]
