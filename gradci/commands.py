@@ -153,6 +153,10 @@ def run(resolved: Resolved, argv: Sequence[str]) -> int:
             f"no {SPEC_FILES[0]} (here or up to the repository root) or --op-modules: checking "
             f"PyTorch's own OpInfos ({counted(len(tests), 'test')})"
         )
+    if session.failed is not None:
+        console.info(session.failed.line(session.plan))
+        if not session.failed.ids:
+            return EXIT_OK  # nothing ran: the results that say so stay as they are
     changed = changed_line(resolved, "run")  # one line; every setting: gradci config
     if changed is not None:
         console.info(changed)
@@ -341,10 +345,10 @@ def merge_results(
 
 
 def list_tests(settings: Settings) -> int:
-    from .session import make_plan, resolve_device
+    from .session import FailedSelection, make_plan, resolve_device
 
     device = settings.device if settings.device != "auto" else resolve_device("auto")
-    for test_id in make_plan(settings, device).ids:
+    for test_id in make_plan(settings, device, failed=FailedSelection.of(settings)).ids:
         print(test_id)
     return EXIT_OK
 

@@ -386,6 +386,26 @@ class Settings:
         group=WHAT,
         metavar="RESULTS_JSON",
     )
+    # Iterating on failures locally; a workflow runs everything (no action input).
+    failed_from: Path | None = setting(
+        None,
+        _path,
+        "run only the tests that failed, errored or passed unexpectedly in these results "
+        "(with --ops and the rest: the tests both select)",
+        commands=("run", "list"),
+        group=WHAT,
+        metavar="RESULTS_JSON",
+        action_input=False,
+    )
+    last_failed: bool = setting(
+        False,
+        _bool,
+        "--failed-from the results the last run wrote (--json)",
+        commands=("run", "list"),
+        group=WHAT,
+        negatable=True,
+        action_input=False,
+    )
     # --- how to run
     workers: int | None = setting(
         None,

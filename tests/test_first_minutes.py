@@ -163,3 +163,112 @@ def test_repro_hostile_ids_are_one_line(example_project: Path, test_id: str) -> 
     assert done.returncode == 2
     (line,) = done.stderr.splitlines()
     assert line.startswith("gradci: error: ") and "::add-mask::" not in line.split("'")[0]
+
+
+# --- --failed-from, --last-failed ---------------------------------------------------------------------
+
+OPS = ("--op-modules", "gradci_testops", "--ops", "testops.*scale")
+
+
+@pytest.fixture(scope="module")
+def failed_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real run with one failure (wrong_scale's grad) among passes and skips."""
+    folder = tmp_path_factory.mktemp("failed")
+    done = run_in(folder, "run", *OPS, "--workers", "1", "--reruns", "0", "--progress", "none")
+    assert done.returncode == 1, done.stderr
+    return folder
+
+
+def _ids(path: Path) -> set[str]:
+    return {t["id"] for t in json.loads(path.read_text())["tests"]}
+
+
+def test_failed_from_runs_only_what_failed(failed_run: Path, tmp_path: Path) -> None:
+    shutil.copy(failed_run / "gradci-results.json", tmp_path / "earlier.json")
+    listed = run_in(tmp_path, "list", *OPS, "--failed-from", "earlier.json")
+    assert listed.stdout.split() == ["test_fn_grad_testops_wrong_scale_cpu_float64"], listed.stderr
+    done = run_in(tmp_path, "run", *OPS, "--failed-from", "earlier.json", "--progress", "plain")
+    assert done.returncode == 1, done.stderr
+    assert "--failed-from: running the 1 test that failed in earlier.json" in done.stderr
+    assert _ids(tmp_path / "gradci-results.json") == {"test_fn_grad_testops_wrong_scale_cpu_float64"}
+
+
+def test_last_failed_reads_the_json_default(failed_run: Path, tmp_path: Path) -> None:
+    shutil.copy(failed_run / "gradci-results.json", tmp_path / "gradci-results.json")
+    done = run_in(tmp_path, "run", *OPS, "--last-failed", "--progress", "plain")
+    assert done.returncode == 1, done.stderr
+    assert _ids(tmp_path / "gradci-results.json") == {"test_fn_grad_testops_wrong_scale_cpu_float64"}
+    # json (here GRADCI_JSON; list takes no --json) moves where the last run wrote, and where it reads
+    shutil.copy(failed_run / "gradci-results.json", tmp_path / "mine.json")
+    listed = run_in(tmp_path, "list", *OPS, "--last-failed", env={"GRADCI_JSON": "mine.json"})
+    assert listed.stdout.split() == ["test_fn_grad_testops_wrong_scale_cpu_float64"], listed.stderr
+
+
+def test_nothing_failed_runs_nothing(failed_run: Path, tmp_path: Path) -> None:
+    data = json.loads((failed_run / "gradci-results.json").read_text())
+    for test in data["tests"]:
+        if test["outcome"] == "failed":
+            test.update(outcome="passed", message="")
+            for key in ("sample_index", "sample", "mismatch", "traceback", "output", "repro"):
+                test.pop(key, None)
+    text = json.dumps(data)
+    (tmp_path / "gradci-results.json").write_text(text)
+    done = run_in(tmp_path, "run", *OPS, "--last-failed")
+    assert done.returncode == 0, done.stderr
+    assert "--last-failed: no test failed in gradci-results.json: nothing to run" in done.stderr
+    assert (tmp_path / "gradci-results.json").read_text() == text  # left as it was
+
+
+@pytest.mark.parametrize(
+    ("content", "flags", "code", "message"),
+    [
+        (
+            None,
+            ("--failed-from", "missing.json"),
+            3,
+            "gradci: error: --failed-from: missing.json: no such results file",
+        ),
+        ('{"schema": ', ("--failed-from", "r.json"), 3, "gradci: error: --failed-from: r.json: "),
+        ("[]", ("--last-failed", "--json", "r.json"), 3, "gradci: error: --last-failed: r.json: "),
+        (
+            "",
+            ("--last-failed", "--json", ""),
+            2,
+            "gradci: error: --last-failed reads the results --json names",
+        ),
+        (
+            "",
+            ("--last-failed", "--failed-from", "r.json"),
+            2,
+            "gradci: error: --failed-from and --last-failed",
+        ),
+    ],
+)
+def test_unusable_results_are_one_line(
+    tmp_path: Path, content: str | None, flags: tuple[str, ...], code: int, message: str
+) -> None:
+    if content is not None:
+        (tmp_path / "r.json").write_text(content)
+    done = run_in(tmp_path, "run", *OPS, *flags)
+    assert done.returncode == code, done.stderr
+    (line,) = done.stderr.splitlines()
+    assert line.startswith(message), line
+    assert not (tmp_path / "gradci-results.json").exists()
+
+
+def test_failures_none_of_which_is_selected(failed_run: Path, tmp_path: Path) -> None:
+    shutil.copy(failed_run / "gradci-results.json", tmp_path / "earlier.json")
+    done = run_in(
+        tmp_path,
+        "run",
+        "--op-modules",
+        "gradci_testops",
+        "--ops",
+        "testops.good_scale",
+        "--failed-from",
+        "earlier.json",
+    )
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1].startswith(
+        "gradci: error: --failed-from: none of the 1 failing tests in earlier.json is among the selected tests"
+    )
