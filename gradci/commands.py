@@ -21,7 +21,7 @@ from . import __version__, allocator
 from .console import (
     Console,
     counted,
-    describe_failure,
+    full_failure,
     print_summary,
     summary_line,
     workers_and_threads,
@@ -161,12 +161,13 @@ def run(resolved: Resolved, argv: Sequence[str]) -> int:
     if changed is not None:
         console.info(changed)
     with _sigterm_as_interrupt():
-        progress = console.progress(len(tests))
-        try:
-            with console.group(f"gradci: running {len(tests)} tests"):
-                results, error = session.execute(progress.advance)
-        finally:
-            progress.close()
+        # the heading first: a live bar started before it would be drawn over by it
+        with console.group(f"gradci: running {counted(len(tests), 'test')}"):
+            progress = console.progress(session.expected_durations())
+            try:
+                results, error = session.execute(progress.advance, progress.start, progress.tick)
+            finally:
+                progress.close()
         interrupted = results.run.interrupted
         if error is None and not interrupted:
             try:
@@ -174,7 +175,7 @@ def run(resolved: Resolved, argv: Sequence[str]) -> int:
             except KeyboardInterrupt:
                 interrupted = True  # every try that finished is kept
     written, problems = write_outputs(result_outputs(results, settings.json, settings.junit))
-    print_summary(results)
+    print_summary(results, shown=console.shown)
     if written:
         console.info("results: " + ", ".join(written))
     output_error = OutputError("; ".join(problems)) if problems else None
@@ -210,9 +211,17 @@ def _rerun(session: Session, results: Results, console: Console) -> Exception | 
     if not failing or session.settings.reruns < 1:
         return None
 
+    same = 0  # failed again as at first: printed in full already
+
     def report(previous: TestResult, latest: TestResult) -> None:
+        nonlocal same
         if latest.outcome.failing:
-            console.info(describe_failure(latest) + " (again, when re-run)")
+            if latest.outcome is previous.outcome and headline(latest) == headline(previous):
+                same += 1
+            else:  # another failure than the first: new to the reader
+                console.info(full_failure(latest) + "\n    (when re-run)")
+                if console.mode != "none" and not console.github:
+                    console.shown.add(latest.id)
         else:
             console.info(
                 escape_workflow_commands(
@@ -226,6 +235,9 @@ def _rerun(session: Session, results: Results, console: Console) -> Exception | 
             session.rerun_failures(results, report)
         except Exception as exc:  # every try that finished is kept; the error ends the run after
             return exc
+        finally:
+            if same:
+                console.info(f"{counted(same, 'test')} failed again as at first (deterministic)")
     return None
 
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import __version__, allocator
 from .catalog import OpEntry, load_op_module, load_upstream, select
-from .console import counted
+from .console import counted, expected_durations
 from .errors import ConfigError, DeviceError, ResultsFileError, SelectionError
 from .options import Settings
 from .plan import Plan, PlannedTest, apply_shard, build_plan, schedule
@@ -270,6 +270,12 @@ class Session:
         durations = load_durations(settings, device, baseline)
         return cls(settings, device, plan, durations, argv, baseline, problem, failed)
 
+    def expected_durations(self) -> dict[str, float]:
+        """Each planned test's expected seconds: what the progress and its ETA weigh."""
+        from .checks import UPSTREAM_DBS
+
+        return expected_durations(((t.id, t.db in UPSTREAM_DBS) for t in self.plan.tests), self.durations)
+
     def workers_and_threads(self) -> tuple[int, int]:
         cores = available_cores()
         workers = self.settings.workers or cores
@@ -306,7 +312,10 @@ class Session:
         return result
 
     def execute(
-        self, on_result: Callable[[TestResult], None] = lambda r: None
+        self,
+        on_result: Callable[[TestResult], None] = lambda r: None,
+        on_start: Callable[[str], None] = lambda test_id: None,
+        on_tick: Callable[[], None] | None = None,
     ) -> tuple[Results, Exception | None]:
         """Run the plan. Interrupted or aborted, it still returns what finished, and the error: a
         ``GradciError``, or any other exception (a bug), for the caller to raise once the results
@@ -322,7 +331,7 @@ class Session:
             results.append(result)  # kept here too, so an interrupted run keeps what finished
             on_result(result)
 
-        runner = self._runner(collect, workers)
+        runner = self._runner(collect, workers, on_start=on_start, on_tick=on_tick)
         started = time.monotonic()
         error: Exception | None = None
         try:
@@ -351,9 +360,17 @@ class Session:
         return self._builder
 
     def _runner(
-        self, on_result: Callable[[TestResult], None], workers: int, tests_per_worker: int | None = None
+        self,
+        on_result: Callable[[TestResult], None],
+        workers: int,
+        tests_per_worker: int | None = None,
+        *,
+        on_start: Callable[[str], None] = lambda test_id: None,
+        on_tick: Callable[[], None] | None = None,
     ) -> Runner:
         return Runner(
+            on_start=on_start,
+            on_tick=on_tick,
             build=self.builder(),
             workers=workers,
             threads=self.workers_and_threads()[1],

@@ -272,3 +272,95 @@ def test_failures_none_of_which_is_selected(failed_run: Path, tmp_path: Path) ->
     assert done.stderr.splitlines()[-1].startswith(
         "gradci: error: --failed-from: none of the 1 failing tests in earlier.json is among the selected tests"
     )
+
+
+# --- the console ---------------------------------------------------------------------------------------
+
+
+def test_progress_is_weighted_by_expected_durations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real run in-process, one worker, with recorded durations where one test is most of the
+    expected time: once it is done the progress says ~99% though 1 of 10 tests is, and each line
+    names the test running."""
+    import io
+
+    from gradci.console import PlainProgress
+    from gradci.options import Settings
+    from gradci.session import Session
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(REPO / "tests" / "fixtures"))
+    settings = Settings(op_modules=("gradci_testops",), ops=("testops.*scale",), workers=1, reruns=0)
+    first = Session.prepare(settings, ["gradci"])
+    heavy = "test_fn_gradgrad_testops_good_scale_cpu_float64"
+    recorded = {t.id: 0.001 for t in first.plan.tests} | {heavy: 100.0}
+    from results_factory import result, save
+
+    tests = []
+    for test in first.plan.tests:
+        made = result("x", duration=recorded[test.id])
+        made.id = test.id
+        tests.append(made)
+    save(tmp_path / "old.json", tests)
+    session = Session.prepare(Settings(**{**settings.__dict__, "durations": Path("old.json")}), ["gradci"])
+    stream = io.StringIO()
+    progress = PlainProgress(session.expected_durations(), stream, interval=0)
+    starts: list[str] = []
+
+    def start(test_id: str) -> None:
+        starts.append(test_id)
+        progress.start(test_id)
+
+    results, error = session.execute(progress.advance, start, progress.tick)
+    progress.close()
+    assert error is None and len(results.tests) == 10
+    assert starts[0] == heavy  # longest first
+    lines = [line for line in stream.getvalue().splitlines() if line.startswith("[")]
+    after_first = next(line for line in lines if line.startswith("[ 1/10]"))
+    assert int(after_first.split("]")[1].split("%")[0]) >= 99, after_first
+    assert lines[-1].startswith("[10/10] 100%")
+    assert any(f"running {heavy} (0:00:0" in line for line in lines), lines  # while it ran
+
+
+def test_a_failure_is_printed_once_and_skips_summarised(tmp_path: Path) -> None:
+    """A real run with a deterministic failure, re-run once: its text is printed in full once, and
+    named in one line of the summary; the skip reasons are counted."""
+    done = run_in(tmp_path, "run", *OPS, "--progress", "plain", "--reruns", "1")
+    assert done.returncode == 1
+    out = done.stdout + done.stderr
+    failed = "test_fn_grad_testops_wrong_scale_cpu_float64 - GradcheckError"
+    assert out.count(failed) == 2, out  # in full as it happened, and the summary's line
+    assert out.count("repro: gradci repro test_fn_grad_testops_wrong_scale") == 1, out
+    assert out.count("max rel error 0.5") == 1
+    assert "1 test failed again as at first (deterministic)" in done.stderr
+    assert "failures (in full above):" in done.stdout
+    assert (
+        "6 skipped: 2 'Skipped! Operation does support gradgrad', 2 'Op has no inplace variant!', "
+        "2 'Skipped! Operation does not support inplace autograd.'" in done.stdout.splitlines()
+    )
+    # the heading comes before any progress
+    err = done.stderr.splitlines()
+    assert err.index("gradci: running 10 tests") < min(
+        i for i, line in enumerate(err) if line.startswith("[")
+    )
+
+
+def test_without_progress_the_summary_has_it_all(tmp_path: Path) -> None:
+    done = run_in(tmp_path, "run", *OPS, "--progress", "none", "--reruns", "0")
+    assert done.returncode == 1 and done.stderr == ""
+    assert (
+        "failures:" in done.stdout
+        and "      repro: gradci repro test_fn_grad_testops_wrong_scale" in done.stdout
+    )
+
+
+def test_skip_reasons_of_odd_text_stay_one_line() -> None:
+    from results_factory import result, results
+
+    from gradci.console import skip_line
+    from gradci.results import Outcome
+
+    tests = [result(f"op{i}", Outcome.SKIPPED, message="Skipped!\n::add-mask::x\r'\"") for i in range(3)]
+    tests += [result(f"other{i}", Outcome.SKIPPED, message=f"reason {i % 4}") for i in range(9)]
+    line = skip_line(results(tests))
+    assert line is not None and "\n" not in line and "\r" not in line
+    assert line.startswith("12 skipped: 3 'Skipped!'") and line.endswith("4 for 2 other reasons")
