@@ -199,7 +199,7 @@ class RichProgress:
         self.shown = shown if shown is not None else set()
         self.progress = Progress(
             TextColumn("[bold]gradci"),
-            BarColumn(),
+            BarColumn(bar_width=20),  # room for the running test on 80 columns
             TextColumn("{task.fields[tests]}"),
             TextColumn("{task.percentage:>3.0f}%"),
             TextColumn("[red]{task.fields[failing]} failing"),
@@ -243,7 +243,7 @@ class RichProgress:
             tests=self._tests(),
             failing=self.counts.failing,
             eta=_clock(eta) if eta is not None else "-:--:--",
-            running=_running_text(self.counts.running, now, width=40),
+            running=_running_text(self.counts.running, now, width=32),
         )
 
     def close(self) -> None:
