@@ -21,7 +21,7 @@ from . import __version__, allocator
 from .console import (
     Console,
     counted,
-    describe_failure,
+    full_failure,
     print_summary,
     summary_line,
     workers_and_threads,
@@ -36,7 +36,7 @@ from .errors import (
 )
 from .failure import headline
 from .github.workflow_commands import escape_workflow_commands
-from .options import CONFIG_FILES, Resolved, Settings, changed_line, config_lines
+from .options import CONFIG_FILES, SPEC_FILES, Resolved, Settings, changed_line, config_lines
 from .results import Outcome, Results, TestResult, dumps, make_folder, write_output
 
 if TYPE_CHECKING:
@@ -148,16 +148,27 @@ def run(resolved: Resolved, argv: Sequence[str]) -> int:
         + (f", shard {settings.shard}" if settings.shard else "")
         + (f", malloc from {allocator.active()}" if allocator.active() != "system" else "")
     )
+    if settings.upstream is None and settings.spec is None and not settings.op_modules:
+        # nothing of the project's was found: say so, or a first run looks like it ignored the project
+        console.info(
+            f"no {SPEC_FILES[0]} (here or up to the repository root) or --op-modules: checking "
+            f"PyTorch's own OpInfos ({counted(len(tests), 'test')})"
+        )
+    if session.failed is not None:
+        console.info(session.failed.line(session.plan))
+        if not session.failed.ids:
+            return EXIT_OK  # nothing ran: the results that say so stay as they are
     changed = changed_line(resolved, "run")  # one line; every setting: gradci config
     if changed is not None:
         console.info(changed)
     with _sigterm_as_interrupt():
-        progress = console.progress(len(tests))
-        try:
-            with console.group(f"gradci: running {len(tests)} tests"):
-                results, error = session.execute(progress.advance)
-        finally:
-            progress.close()
+        # the heading first: a live bar started before it would be drawn over by it
+        with console.group(f"gradci: running {counted(len(tests), 'test')}"):
+            progress = console.progress(session.expected_durations())
+            try:
+                results, error = session.execute(progress.advance, progress.start, progress.tick)
+            finally:
+                progress.close()
         interrupted = results.run.interrupted
         if error is None and not interrupted:
             try:
@@ -165,7 +176,7 @@ def run(resolved: Resolved, argv: Sequence[str]) -> int:
             except KeyboardInterrupt:
                 interrupted = True  # every try that finished is kept
     written, problems = write_outputs(result_outputs(results, settings.json, settings.junit))
-    print_summary(results)
+    print_summary(results, shown=console.shown)
     if written:
         console.info("results: " + ", ".join(written))
     _todos_left(settings, console)
@@ -222,9 +233,17 @@ def _rerun(session: Session, results: Results, console: Console) -> Exception | 
     if not failing or session.settings.reruns < 1:
         return None
 
+    same = 0  # failed again as at first: printed in full already
+
     def report(previous: TestResult, latest: TestResult) -> None:
+        nonlocal same
         if latest.outcome.failing:
-            console.info(describe_failure(latest) + " (again, when re-run)")
+            if latest.outcome is previous.outcome and headline(latest) == headline(previous):
+                same += 1
+            else:  # another failure than the first: new to the reader
+                console.info(full_failure(latest) + "\n    (when re-run)")
+                if console.mode != "none" and not console.github:
+                    console.shown.add(latest.id)
         else:
             console.info(
                 escape_workflow_commands(
@@ -238,6 +257,9 @@ def _rerun(session: Session, results: Results, console: Console) -> Exception | 
             session.rerun_failures(results, report)
         except Exception as exc:  # every try that finished is kept; the error ends the run after
             return exc
+        finally:
+            if same:
+                console.info(f"{counted(same, 'test')} failed again as at first (deterministic)")
     return None
 
 
@@ -357,10 +379,10 @@ def merge_results(
 
 
 def list_tests(settings: Settings) -> int:
-    from .session import make_plan, resolve_device
+    from .session import FailedSelection, make_plan, resolve_device
 
     device = settings.device if settings.device != "auto" else resolve_device("auto")
-    for test_id in make_plan(settings, device).ids:
+    for test_id in make_plan(settings, device, failed=FailedSelection.of(settings)).ids:
         print(test_id)
     return EXIT_OK
 
@@ -400,38 +422,96 @@ def _show_samples(settings: Settings, entries: Sequence[OpEntry]) -> int:
     return EXIT_OK
 
 
+class _SampleCount:
+    """The samples a test's iterators hold (torch's iterator skips all but ``--sample``'s, silently)."""
+
+    def __init__(self, wanted: int | None) -> None:
+        self.wanted = wanted
+        self.iterators = 0
+        self.most = 0  # samples in the longest iterator
+        self.found = False  # the wanted sample was among them
+
+    def __call__(self, samples: object) -> None:
+        self.iterators += 1
+        pairs = getattr(samples, "child_iter", None)  # TrackedInputIter's enumerate of the samples
+        if pairs is not None:
+            samples.child_iter = self._count(pairs)  # type: ignore[attr-defined]
+
+    def _count(self, pairs: Iterator[tuple[int, object]]) -> Iterator[tuple[int, object]]:
+        for n, (index, value) in enumerate(pairs, 1):
+            self.most = max(self.most, n)
+            self.found = self.found or index == self.wanted
+            yield index, value
+
+
+_EN_DASH = "\u2013"
+
+
+def _sample_range(count: int) -> str:
+    if count == 0:
+        return "no samples"
+    indices = "0" if count == 1 else f"0{_EN_DASH}{count - 1}"
+    return f"{counted(count, 'sample')} ({indices})"
+
+
+def _close_ids(test_id: str, known: Sequence[str]) -> str | None:
+    import difflib
+
+    close = difflib.get_close_matches(test_id, known, n=3, cutoff=0.6)
+    return "did you mean " + " or ".join(repr(c) for c in close) + "?" if close else None
+
+
 def repro(settings: Settings, test_id: str, sample: int | None) -> int:
     """Re-run one test (optionally one sample) in this process, showing everything."""
-    from .plan import TestId
-
-    parsed = TestId.parse(test_id)
-    if sample is not None:
-        # Read by torch's testing internals at import: set it before they are imported.
-        os.environ["PYTORCH_OPINFO_SAMPLE_INPUT_INDEX"] = str(sample)
     from .catalog import select
-    from .plan import build_plan
+    from .checks import CHECK_NAMES
+    from .plan import TestId, build_plan
     from .session import load_entries, resolve_device
     from .suite import build_test_classes, class_for
     from .worker import instrument, run_one
 
+    if sample is not None and sample < 0:
+        raise UsageError(f"--sample {sample}: expected a sample index, 0 or more")
+    entries = load_entries(settings)
+    try:
+        parsed = TestId.parse(test_id)
+    except SelectionError as exc:
+        device = settings.device if settings.device != "auto" else "cpu"
+        close = _close_ids(test_id, build_plan(entries, device=device, checks=CHECK_NAMES).ids)
+        raise SelectionError(exc.message, hint=close or exc.hint) from None
     resolve_device(parsed.device)
-    entries = [e for e in load_entries(settings) if e.formatted_name == parsed.op]
+    matching = [e for e in entries if e.formatted_name == parsed.op]
     plan = build_plan(
-        select(entries, (), ()), device=parsed.device, checks=(parsed.check,), dtypes=(parsed.dtype,)
+        select(matching, (), ()), device=parsed.device, checks=(parsed.check,), dtypes=(parsed.dtype,)
     )
     if parsed.name not in plan.ids:
+        close = _close_ids(parsed.name, build_plan(entries, device=parsed.device, checks=CHECK_NAMES).ids)
         raise SelectionError(
-            f"no test {parsed.name} among the configured ops", hint="'gradci list' prints the known test ids"
+            f"no test {parsed.name!r} among the configured ops",
+            hint=close or "'gradci list' prints the known test ids",
         )
+    planned = plan.tests[plan.ids.index(parsed.name)]
     cls = class_for(build_test_classes(parsed.device, plan.ops_by_method), parsed.name)
     assert cls is not None  # the plan has the test, so its class exists
-    instrument()
+    samples = _SampleCount(sample)
+    instrument(samples)
+    if sample is not None:
+        # torch reads PYTORCH_OPINFO_SAMPLE_INPUT_INDEX once, at import, for every op (a spec's probe
+        # of another op included): set only for this test, where its sample iterators read it.
+        from torch.testing._internal.opinfo import core
+
+        core.OPINFO_SAMPLE_INPUT_INDEX = sample
     print(
         f"gradci repro: {cls.__name__}.{parsed.name}"
         + (f", sample {sample} only" if sample is not None else ""),
         flush=True,
     )
     result = run_one(cls, parsed.name)
+    if sample is not None and samples.iterators and not samples.found:
+        raise SelectionError(
+            f"--sample {sample}: {planned.op} has {_sample_range(samples.most)} in {parsed.name}",
+            hint="without --sample every sample runs",
+        )
     outcome = result["outcome"]
     print(f"outcome: {outcome.value}" + (f" - {result['message']}" if result["message"] else ""))
     if result.get("sample_index") is not None:

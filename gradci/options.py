@@ -346,7 +346,7 @@ class Settings:
         commands=_INSPECTING,
         group=WHAT,
         metavar="FILE",
-        shown_default=f"{SPEC_FILES[0]} in the working directory, if there",
+        shown_default=f"{SPEC_FILES[0]} here or in a folder above, up to the repository root",
     )
     # None: upstream ops unless the project names its own ops (use_upstream)
     upstream: bool | None = setting(
@@ -387,6 +387,26 @@ class Settings:
         commands=_SELECTING,
         group=WHAT,
         metavar="RESULTS_JSON",
+    )
+    # Iterating on failures locally; a workflow runs everything (no action input).
+    failed_from: Path | None = setting(
+        None,
+        _path,
+        "run only the tests that failed, errored or passed unexpectedly in these results "
+        "(with --ops and the rest: the tests both select)",
+        commands=("run", "list"),
+        group=WHAT,
+        metavar="RESULTS_JSON",
+        action_input=False,
+    )
+    last_failed: bool = setting(
+        False,
+        _bool,
+        "--failed-from the results the last run wrote (--json)",
+        commands=("run", "list"),
+        group=WHAT,
+        negatable=True,
+        action_input=False,
     )
     # --- how to run
     workers: int | None = setting(
@@ -583,18 +603,76 @@ def env_of(name: str) -> str:
     return ENV_PREFIX + name.upper()
 
 
+def project_root(directory: Path) -> Path | None:
+    """The repository ``directory`` is in: GITHUB_WORKSPACE when it is inside it, else the nearest
+    folder with a ``.git`` (a directory, or a file in a worktree or submodule); None outside one."""
+    here = directory.resolve()
+    workspace = os.environ.get("GITHUB_WORKSPACE")
+    if workspace:
+        root = Path(workspace).resolve()
+        if here == root or root in here.parents:
+            return root
+    for folder in (here, *here.parents):
+        if (folder / ".git").exists():
+            return folder
+    return None
+
+
+def search_path(directory: Path) -> list[Path]:
+    """Where the spec and the config file are looked for: ``directory``, then each folder above it
+    up to the repository root (never above it: another project's files are not this one's)."""
+    here = directory.resolve()
+    root = project_root(here)
+    if root is None:
+        return [here]
+    return [here, *(folder for folder in here.parents if folder == root or root in folder.parents)]
+
+
+def _shown(path: Path) -> Path:
+    """A found file as the user would name it (it goes into repro commands and results): relative
+    to the working directory when it is there or above it, else as it is."""
+    cwd = Path.cwd().resolve()
+    folder = path.parent.resolve()
+    if folder == cwd or folder in cwd.parents:
+        return Path(os.path.relpath(folder / path.name, cwd))
+    return path
+
+
+def _relative_to(value: Path, folder: Path) -> Path:
+    if value.is_absolute():
+        return value
+    cwd = Path.cwd().resolve()
+    if folder == cwd or folder in cwd.parents:
+        return Path(os.path.relpath(folder / value, cwd))
+    return folder / value
+
+
 def find_spec(directory: Path) -> Path | None:
-    """The spec in a project directory, if there is one (``--spec`` names another)."""
-    found = [name for name in SPEC_FILES if (directory / name).is_file()]
-    if len(found) > 1:
-        raise SpecError(f"both {found[0]} and {found[1]} are here", hint="keep one of them")
-    if not found:
-        return None
-    return Path(found[0]) if directory.resolve() == Path.cwd().resolve() else directory / found[0]
+    """The spec of the project ``directory`` is in, if it has one (``--spec`` names another): the
+    first folder from ``directory`` up to the repository root with a ``gradci-ops.yml``."""
+    for folder in search_path(directory):
+        found = [name for name in SPEC_FILES if (folder / name).is_file()]
+        if len(found) > 1:
+            raise SpecError(
+                f"both {_shown(folder / found[0])} and {found[1]} are there", hint="keep one of them"
+            )
+        if found:
+            return _shown(folder / found[0])
+    return None
 
 
 def find_config(directory: Path) -> tuple[Path, dict[str, Any]] | None:
-    """The project's gradci configuration: ``.gradci.yml`` or ``[tool.gradci]`` in pyproject.toml."""
+    """The project's gradci configuration: ``.gradci.yml`` or ``[tool.gradci]`` in pyproject.toml, in
+    the first folder from ``directory`` up to the repository root that has one."""
+    for folder in search_path(directory):
+        found = _config_in(folder)
+        if found is not None:
+            return found
+    return None
+
+
+def _config_in(directory: Path) -> tuple[Path, dict[str, Any]] | None:
+    directory = directory.resolve()  # errors name the file in full, wherever it was found
     found: list[tuple[Path, dict[str, Any]]] = []
     for name in CONFIG_FILES:
         path = directory / name
@@ -607,7 +685,7 @@ def find_config(directory: Path) -> tuple[Path, dict[str, Any]] | None:
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{pyproject}: not valid TOML: {exc}") from None
         section = data.get("tool", {}).get("gradci")
-        if section is not None:
+        if section is not None:  # a pyproject.toml without [tool.gradci] configures nothing here
             if not isinstance(section, dict):
                 raise ConfigError(f"{pyproject}: [tool.gradci] must be a table")
             found.append((pyproject, section))
@@ -686,6 +764,7 @@ def resolve_with_sources(
         )
     else:
         source = find_config(directory or Path.cwd())
+    looked_in = (directory or Path.cwd()).resolve()
     if source is not None:
         path, section = source
         for key, raw in section.items():
@@ -698,6 +777,9 @@ def resolve_with_sources(
                     hint="declare operators in gradci-ops.yml (--spec), apart from the configuration",
                 )
             take(name, raw, f"{path}: {key}")
+            if config is None and isinstance(values[name], Path) and path.parent != looked_in:
+                # a config file found above the working directory names paths from its own folder
+                values[name] = _relative_to(values[name], path.parent)
 
     for option in OPTIONS:
         raw_env = environ.get(option.env)

@@ -45,6 +45,7 @@ MAX_OUTPUT = 32_000  # characters of a test's output kept (the end: where a cras
 _LOG_RESET = 16 * 1024 * 1024  # a worker's log is emptied between tests once it is this large
 STOP_GRACE = 5.0  # seconds a stopped worker has to exit before it is killed
 RESTARTS_PER_WORKER = 4  # pytest-xdist's default for --max-worker-restart
+TICK = 1.0  # seconds: how often the progress hears from the loop while a long test runs
 
 
 def available_cores() -> int:
@@ -97,6 +98,8 @@ class Runner:
         timeout: float,
         start_method: str = "fork",
         on_result: Callable[[TestResult], None] = lambda result: None,
+        on_start: Callable[[str], None] = lambda test_id: None,
+        on_tick: Callable[[], None] | None = None,
         make_result: Callable[[PlannedTest, Finished, str | None], TestResult],
         tests_per_worker: int | None = None,
         max_restarts: int | None = None,
@@ -107,6 +110,8 @@ class Runner:
         self.timeout = timeout
         self.context: Any = multiprocessing.get_context(start_method)
         self.on_result = on_result
+        self.on_start = on_start  # a test was handed to a worker (the progress shows it running)
+        self.on_tick = on_tick  # called at least every TICK seconds while tests run
         self.make_result = make_result
         self.tests_per_worker = tests_per_worker  # 1: every test in a fresh worker (re-runs)
         self.max_restarts = default_max_restarts(self.workers) if max_restarts is None else max_restarts
@@ -202,6 +207,7 @@ class Runner:
             worker.channel.send(Run(test.id))
         except OSError:
             return False
+        self.on_start(test.id)
         return True
 
     def _finish(self, worker: _Worker, finished: Finished, results: list[TestResult]) -> None:
@@ -237,7 +243,12 @@ class Runner:
             while pool:
                 waitables: list[Any] = [w.conn for w in pool] + [w.process.sentinel for w in pool]
                 waitables += [w.process.sentinel for w in self._retiring]
-                ready = set(wait(waitables, timeout=self._until_next_deadline(pool)))
+                timeout = self._until_next_deadline(pool)
+                if self.on_tick is not None:
+                    timeout = TICK if timeout is None else min(timeout, TICK)
+                ready = set(wait(waitables, timeout=timeout))
+                if self.on_tick is not None:
+                    self.on_tick()
                 self._reap()
                 for worker in list(pool):
                     if not self._service(worker, ready, results):

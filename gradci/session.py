@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from . import __version__, allocator
 from .catalog import OpEntry, load_op_module, load_upstream, select
-from .errors import DeviceError, ResultsFileError, SelectionError
+from .console import counted, expected_durations
+from .errors import ConfigError, DeviceError, ResultsFileError, SelectionError
 from .options import Settings
 from .plan import Plan, PlannedTest, apply_shard, build_plan, schedule
 from .protocol import Finished
@@ -66,11 +67,64 @@ def load_entries(settings: Settings, *, probe: bool = True) -> list[OpEntry]:
     return entries
 
 
+@dataclass(frozen=True)
+class FailedSelection:
+    """--failed-from / --last-failed: the tests that failed in earlier results."""
+
+    path: Path
+    flag: str
+    ids: frozenset[str]  # failed, errored or passed unexpectedly: what the summary lists as failures
+
+    @classmethod
+    def of(cls, settings: Settings) -> FailedSelection | None:
+        if settings.last_failed and settings.failed_from is not None:
+            raise ConfigError("--failed-from and --last-failed both name results to rerun", hint="give one")
+        if settings.last_failed:
+            if settings.json is None:
+                raise ConfigError("--last-failed reads the results --json names, and --json is off ('')")
+            path, flag = settings.json, "--last-failed"
+        elif settings.failed_from is not None:
+            path, flag = settings.failed_from, "--failed-from"
+        else:
+            return None
+        try:
+            results = load(path)
+        except ResultsFileError as exc:  # exit 3, as for every unusable results file
+            raise ResultsFileError(f"{flag}: {exc.message}", hint=exc.hint) from None
+        return cls(path, flag, frozenset(t.id for t in results.tests if t.outcome.failing))
+
+    def apply(self, plan: Plan) -> Plan:
+        chosen = plan.only(self.ids)
+        if self.ids and not chosen.tests:
+            raise SelectionError(
+                f"{self.flag}: none of the {len(self.ids):,} failing tests in {self.path} is among the "
+                "selected tests",
+                hint="were they run with other --ops, --checks, --device or op modules?",
+            )
+        return chosen
+
+    def line(self, plan: Plan) -> str:
+        """What it selected, in one line."""
+        if not self.ids:
+            return f"{self.flag}: no test failed in {self.path}: nothing to run"
+        left_out = len(self.ids) - len(plan.tests)
+        return f"{self.flag}: running the {counted(len(plan.tests), 'test')} that failed in {self.path}" + (
+            f" ({left_out:,} others that failed there are not selected now)" if left_out > 0 else ""
+        )
+
+
 def make_plan(
-    settings: Settings, device: str, durations: dict[str, float] | None = None, *, probe: bool = True
+    settings: Settings,
+    device: str,
+    durations: dict[str, float] | None = None,
+    *,
+    probe: bool = True,
+    failed: FailedSelection | None = None,
 ) -> Plan:
     entries = select(load_entries(settings, probe=probe), settings.ops, settings.exclude)
     plan = build_plan(entries, device=device, checks=settings.checks, dtypes=settings.dtypes)
+    if failed is not None:  # before the shard: N jobs split what failed, as they split the suite
+        plan = failed.apply(plan)
     return apply_shard(
         plan, settings.shard, durations if durations is not None else load_durations(settings, device)
     )
@@ -202,6 +256,7 @@ class Session:
     argv: Sequence[str]
     baseline: Results | None = None  # --baseline, when it could be read
     baseline_problem: str | None = None  # why --baseline cannot be used
+    failed: FailedSelection | None = None  # --failed-from, --last-failed
     _builder: Callable[[], Any] | None = field(default=None, init=False, repr=False)
 
     @classmethod
@@ -209,10 +264,17 @@ class Session:
         from .compare import load_baseline
 
         device = resolve_device(settings.device)
-        plan = make_plan(settings, device, load_durations(settings, device))
+        failed = FailedSelection.of(settings)
+        plan = make_plan(settings, device, load_durations(settings, device), failed=failed)
         baseline, problem = (None, None) if settings.baseline is None else load_baseline(settings.baseline)
         durations = load_durations(settings, device, baseline)
-        return cls(settings, device, plan, durations, argv, baseline, problem)
+        return cls(settings, device, plan, durations, argv, baseline, problem, failed)
+
+    def expected_durations(self) -> dict[str, float]:
+        """Each planned test's expected seconds: what the progress and its ETA weigh."""
+        from .checks import UPSTREAM_DBS
+
+        return expected_durations(((t.id, t.db in UPSTREAM_DBS) for t in self.plan.tests), self.durations)
 
     def workers_and_threads(self) -> tuple[int, int]:
         cores = available_cores()
@@ -251,7 +313,10 @@ class Session:
         return result
 
     def execute(
-        self, on_result: Callable[[TestResult], None] = lambda r: None
+        self,
+        on_result: Callable[[TestResult], None] = lambda r: None,
+        on_start: Callable[[str], None] = lambda test_id: None,
+        on_tick: Callable[[], None] | None = None,
     ) -> tuple[Results, Exception | None]:
         """Run the plan. Interrupted or aborted, it still returns what finished, and the error: a
         ``GradciError``, or any other exception (a bug), for the caller to raise once the results
@@ -267,7 +332,7 @@ class Session:
             results.append(result)  # kept here too, so an interrupted run keeps what finished
             on_result(result)
 
-        runner = self._runner(collect, workers)
+        runner = self._runner(collect, workers, on_start=on_start, on_tick=on_tick)
         started = time.monotonic()
         error: Exception | None = None
         try:
@@ -296,9 +361,17 @@ class Session:
         return self._builder
 
     def _runner(
-        self, on_result: Callable[[TestResult], None], workers: int, tests_per_worker: int | None = None
+        self,
+        on_result: Callable[[TestResult], None],
+        workers: int,
+        tests_per_worker: int | None = None,
+        *,
+        on_start: Callable[[str], None] = lambda test_id: None,
+        on_tick: Callable[[], None] | None = None,
     ) -> Runner:
         return Runner(
+            on_start=on_start,
+            on_tick=on_tick,
             build=self.builder(),
             workers=workers,
             threads=self.workers_and_threads()[1],

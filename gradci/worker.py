@@ -499,12 +499,22 @@ def worker_main(conn: Connection, config: WorkerConfig) -> None:
     _exit(0)
 
 
-def instrument() -> None:
+def instrument(on_samples: Callable[[Any], None] | None = None) -> None:
     """Watch samples, gradcheck's settings and Jacobian mismatches in this process (a worker, or
-    ``gradci repro``)."""
+    ``gradci repro``). ``on_samples`` sees each sample iterator first (``gradci repro`` counts the
+    samples with it)."""
     from . import suite
 
-    suite.set_sample_observer(_observe)
+    if on_samples is None:
+        suite.set_sample_observer(_observe)
+    else:
+        hook = on_samples
+
+        def observe(op: Any, samples: Iterator[Any]) -> Iterator[Any]:
+            hook(samples)
+            return _observe(op, samples)
+
+        suite.set_sample_observer(observe)
     _install_mismatch_recorder()
     install_recorder()
 

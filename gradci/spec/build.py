@@ -251,10 +251,11 @@ def load_spec(path: Path, *, root: Path | None = None, probe: bool = True) -> li
     from gradci.locate import Location, relative_location
 
     spec = parse_spec(path)
-    # Like pytest's rootdir: the project's own modules import without being installed.
-    cwd = str(Path.cwd())
-    if cwd not in sys.path:
-        sys.path.insert(0, cwd)
+    # Like pytest's rootdir: the project's own modules import without being installed, also when
+    # gradci runs in a subfolder and found the spec above it.
+    for folder in (str(Path(path).resolve().parent), str(Path.cwd())):
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
     for module, line in spec.imports:
         try:
             import_module(module)
