@@ -629,7 +629,11 @@ def test_two_spec_files_are_one_too_many(tmp_path: Path) -> None:
         (tmp_path / name).write_text("ops:\n  - op: gradci_specops:two_x\n" + ONE)
     with pytest.raises(SpecError) as info:
         resolve({}, environ={}, directory=tmp_path)
-    assert str(info.value) == "both gradci-ops.yml and gradci-ops.yaml are here (keep one of them)"
+    # named from the working directory (here, another one: so in full)
+    assert (
+        str(info.value)
+        == f"both {tmp_path / 'gradci-ops.yml'} and gradci-ops.yaml are there (keep one of them)"
+    )
     assert resolve({"spec": "gradci-ops.yaml"}, environ={}, directory=tmp_path).spec == Path(
         "gradci-ops.yaml"
     )
