@@ -154,6 +154,8 @@ def run(resolved: Resolved, argv: Sequence[str]) -> int:
             f"no {SPEC_FILES[0]} (here or up to the repository root) or --op-modules: checking "
             f"PyTorch's own OpInfos ({counted(len(tests), 'test')})"
         )
+    if not tests and session.failed is None:
+        console.warning(_why_no_tests(settings))
     if session.failed is not None:
         console.info(session.failed.line(session.plan))
         if not session.failed.ids:
@@ -210,6 +212,18 @@ def init(packages: Sequence[str], *, output: Path, force: bool, workflow: bool) 
     from .init import init as write_init
 
     return write_init(packages, output, force=force, workflow=workflow)
+
+
+def _why_no_tests(settings: Settings) -> str:
+    """One line on why a selection planned nothing (a run that checks nothing must not look green)."""
+    from .checks import BY_NAME
+
+    if all(BY_NAME[check].custom_ops_only for check in settings.checks):
+        return (
+            "no tests: opcheck runs only on torch.library custom ops (an operator outside aten, "
+            "torch.ops.mylib.op), and none of the selected ops is one"
+        )
+    return "no tests: no selected op supports the selected checks and dtypes"
 
 
 def show_config(resolved: Resolved) -> int:

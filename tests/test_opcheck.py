@@ -232,3 +232,14 @@ def test_an_opcheck_expectation_on_an_op_opcheck_skips_is_an_error(
         "custom op, so opcheck does not run on it (opcheck runs on an OpOverload outside aten: "
         "torch.ops.mylib.op.default or a torch.library.custom_op)"
     )
+
+
+def test_opcheck_over_no_custom_op_says_why_nothing_ran(tmp_path: Path) -> None:
+    """A run that checks nothing must not pass for a green one: it says why, in one line."""
+    from conftest import gradci
+
+    done = gradci("run", "--checks", "opcheck", "--ops", "abs", "--workers", "1", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    [line] = [line for line in done.stderr.splitlines() if "no tests:" in line]
+    assert "opcheck runs only on torch.library custom ops" in line
+    assert json.loads((tmp_path / "gradci-results.json").read_text())["tests"] == []
