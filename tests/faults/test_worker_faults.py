@@ -225,6 +225,8 @@ def test_a_signal_mid_run_keeps_what_finished(tmp_path: Path, sig: signal.Signal
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        # as a terminal would: a shell's background job (`.ci/run &`) inherits SIGINT ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert proc.stderr is not None
     for line in proc.stderr:
