@@ -83,6 +83,18 @@ def test_init_then_run_on_the_example(example: tuple[Path, str]) -> None:
     assert sum(t["outcome"] == "passed" for t in results) >= 10
     assert re.search(r"gradci-ops.yml: 1 line still marked '# TODO\(gradci init\)' \(line \d+\)", done.stderr)
 
+    # one edit, the user's: drop the deliberately broken twin; then the run is green
+    text = (project / "gradci-ops.yml").read_text()
+    twin = re.search(r"\n  # function extops\.functions:scaled_mul_broken .*?\n\n", text, re.S)
+    assert twin is not None
+    (project / "gradci-ops.yml").write_text(text.replace(twin[0], "\n"))
+    green = gradci("run", cwd=project)
+    assert green.returncode == 0, green.stdout + green.stderr
+    after = json.loads((project / "gradci-results.json").read_text())["tests"]
+    assert {t["outcome"] for t in after} <= {"passed", "skipped", "xfailed"} and len(after) == len(
+        results
+    ) - 1
+
 
 def test_it_writes_no_file_over_another(example: tuple[Path, str], tmp_path: Path) -> None:
     project, _ = example
