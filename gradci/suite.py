@@ -155,8 +155,8 @@ def _test_fn_fwgrad_bwgrad(self: Any, device: str, dtype: torch.dtype, op: Any) 
         self._check_helper(device, dtype, _ObservedOp(op), op.get_op(), "fwgrad_bwgrad")
         return
     hint = (
-        "Running forward-over-backward gradgrad for an OP that has does not support it did not "
-        "raise any error. If your op supports forward AD, you should set supports_fwgrad_bwgrad=True."
+        "the op declares supports_fwgrad_bwgrad=False, yet forward-over-reverse gradgrad ran without "
+        "raising: declare it True if the op supports it"
     )
     with self.assertRaisesRegex(NotImplementedError, _unsupported_forward_ad(op), msg=hint):
         self._check_helper(device, dtype, _ObservedOp(op), op.get_op(), "fwgrad_bwgrad")
@@ -165,9 +165,8 @@ def _test_fn_fwgrad_bwgrad(self: Any, device: str, dtype: torch.dtype, op: Any) 
 def _forward_grad_helper(
     self: Any, device: str, dtype: torch.dtype, op: Any, variant: Any, *, inplace: bool
 ) -> None:
-    batched = (op.check_batched_forward_grad and not inplace) or (
-        op.check_inplace_batched_forward_grad and inplace
-    )
+    # each variant has its own flag for the vmap'd forward-grad check
+    batched = bool(op.check_inplace_batched_forward_grad if inplace else op.check_batched_forward_grad)
 
     def check() -> None:
         self._grad_test_helper(
@@ -185,8 +184,8 @@ def _forward_grad_helper(
         check()
         return
     hint = (
-        "Running forward AD for an OP that has does not support it did not raise any error. If your "
-        "op supports forward AD, you should set supports_forward_ad=True"
+        "the op declares supports_forward_ad=False, yet forward-mode AD ran without raising: declare "
+        "it True if the op supports it"
     )
     with self.assertRaisesRegex(NotImplementedError, _unsupported_forward_ad(op), msg=hint):
         check()

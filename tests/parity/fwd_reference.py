@@ -8,8 +8,9 @@ name, the same three test methods with the same qualnames (sample seeds come fro
 ``ops`` parametrization (``op_db``, ``OpDTypes.supported``, float64 and complex128), the same
 TestGradients helpers and arguments, the same skip messages, assertion regex and decorators.
 Differences, on purpose: it does not set one intra-op thread on macOS (upstream's workaround for a
-flaky macOS thread pool; the harness runs pytest with OMP_NUM_THREADS=1 anyway), and it has no
-``__main__`` block.
+flaky macOS thread pool; the harness runs pytest with OMP_NUM_THREADS=1 anyway), it has no
+``__main__`` block, and its code and assertion hints are its own (the skip reasons and the
+regex, which decide outcomes, are upstream's).
 """
 
 import platform
@@ -38,42 +39,26 @@ class TestFwdGradients(TestGradients):
     @double_precision_ops(op_db)
     def test_fn_fwgrad_bwgrad(self, device, dtype, op):
         self._skip_helper(op, device, dtype)
-        if op.supports_fwgrad_bwgrad:
-            self._check_helper(device, dtype, op, op.get_op(), "fwgrad_bwgrad")
-            return
-        msg = (
-            "Running forward-over-backward gradgrad for an OP that has does not support it did not "
-            "raise any error. If your op supports forward AD, you should set supports_fwgrad_bwgrad=True."
-        )
-        with self.assertRaisesRegex(NotImplementedError, UNSUPPORTED, msg=msg):
-            self._check_helper(device, dtype, op, op.get_op(), "fwgrad_bwgrad")
+        run = lambda: self._check_helper(device, dtype, op, op.get_op(), "fwgrad_bwgrad")  # noqa: E731
+        self._supported_or_raises(op.supports_fwgrad_bwgrad, run, "supports_fwgrad_bwgrad")
+
+    def _supported_or_raises(self, supported, run, flag):
+        """A supported op's check must pass; an unsupported one's must raise aten's error."""
+        if supported:
+            run()
+        else:
+            with self.assertRaisesRegex(
+                NotImplementedError, UNSUPPORTED, msg=f"{flag}=False but nothing raised"
+            ):
+                run()
 
     def _forward_ad(self, device, dtype, op, variant, inplace):
-        batched = (op.check_batched_forward_grad and not inplace) or (
-            op.check_inplace_batched_forward_grad and inplace
+        flags = {"check_forward_ad": True, "check_backward_ad": False, "check_batched_grad": False}
+        flags["check_batched_forward_grad"] = bool(
+            op.check_inplace_batched_forward_grad if inplace else op.check_batched_forward_grad
         )
-
-        def check():
-            self._grad_test_helper(
-                device,
-                dtype,
-                op,
-                variant,
-                check_forward_ad=True,
-                check_backward_ad=False,
-                check_batched_grad=False,
-                check_batched_forward_grad=batched,
-            )
-
-        if op.supports_forward_ad:
-            check()
-            return
-        msg = (
-            "Running forward AD for an OP that has does not support it did not raise any error. If "
-            "your op supports forward AD, you should set supports_forward_ad=True"
-        )
-        with self.assertRaisesRegex(NotImplementedError, UNSUPPORTED, msg=msg):
-            check()
+        run = lambda: self._grad_test_helper(device, dtype, op, variant, **flags)  # noqa: E731
+        self._supported_or_raises(op.supports_forward_ad, run, "supports_forward_ad")
 
     @double_precision_ops(op_db)
     @skipIf(
