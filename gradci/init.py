@@ -20,15 +20,12 @@ import json
 import os
 import pkgutil
 import re
-import select
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from . import __version__, docs
 from .console import counted
@@ -498,41 +495,15 @@ def _probe_all(entries: Sequence[Found]) -> list[dict[str, str] | None]:
     None for an entry the child did not get to (it crashed or hung there)."""
     if not hasattr(os, "fork"):
         return [_try(e) for e in entries]
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        code = 0
-        try:
-            os.close(read_end)
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, 1)
-            os.dup2(devnull, 2)
-            with os.fdopen(write_end, "w") as out:
-                for entry in entries:
-                    out.write(json.dumps(_try(entry)) + "\n")
-                    out.flush()
-        except BaseException:
-            code = 1
-        finally:
-            os._exit(code)
-    os.close(write_end)
-    data = b""
-    deadline = time.monotonic() + _PROBE_TIMEOUT
-    with os.fdopen(read_end, "rb") as pipe:
-        while (remaining := deadline - time.monotonic()) > 0:
-            ready, _, _ = select.select([pipe], [], [], remaining)
-            if not ready:
-                continue
-            chunk = os.read(pipe.fileno(), 65536)
-            if not chunk:
-                break
-            data += chunk
-        else:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
+    from .spec.probe import in_child
+
+    def report(out: IO[str]) -> None:
+        for entry in entries:  # a line each, flushed: what the child finished survives its crash
+            out.write(json.dumps(_try(entry)) + "\n")
+            out.flush()
+
     results: list[dict[str, str] | None] = []
-    for line in data.decode(errors="replace").splitlines():
+    for line in in_child(report, _PROBE_TIMEOUT).decode(errors="replace").splitlines():
         with contextlib.suppress(ValueError):
             results.append(json.loads(line))
     return results + [None] * (len(entries) - len(results))

@@ -10,8 +10,8 @@ import os
 import select
 import signal
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import IO, Any
 
 from gradci.checks import DTYPE_NAMES
 from gradci.errors import SpecError
@@ -29,26 +29,35 @@ def probe_ops(spec: Spec, built: Sequence[tuple[OpSpec, Any]]) -> SpecError | No
     """
     if not hasattr(os, "fork"):
         found = _probe(spec, built)
-        return SpecError(found[0], hint=found[1]) if found else None
+    else:
+        try:
+            found = json.loads(in_child(lambda out: json.dump(_probe(spec, built), out)) or b"null")
+        except ValueError:
+            return None
+    return SpecError(found[0], hint=found[1]) if found else None
+
+
+def in_child(report: Callable[[IO[str]], None], timeout: float = _PROBE_TIMEOUT) -> bytes:
+    """What ``report`` wrote before it returned, crashed or ran out of ``timeout``, run in a forked
+    child (its stdout and stderr silenced) that leaves without running the parent's cleanup."""
     read_end, write_end = os.pipe()
     pid = os.fork()
-    if pid == 0:  # the child: report, then leave without running the parent's cleanup
+    if pid == 0:
         code = 0
         try:
             os.close(read_end)
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, 1)
             os.dup2(devnull, 2)
-            found = _probe(spec, built)
             with os.fdopen(write_end, "w") as out:
-                json.dump(found, out)
+                report(out)
         except BaseException:
             code = 1
         finally:
             os._exit(code)
     os.close(write_end)
     chunks: list[bytes] = []
-    deadline = time.monotonic() + _PROBE_TIMEOUT
+    deadline = time.monotonic() + timeout
     with os.fdopen(read_end, "rb") as pipe:
         while True:
             remaining = deadline - time.monotonic()
@@ -64,11 +73,7 @@ def probe_ops(spec: Spec, built: Sequence[tuple[OpSpec, Any]]) -> SpecError | No
                 break
             chunks.append(chunk)
     os.waitpid(pid, 0)
-    try:
-        found = json.loads(b"".join(chunks) or b"null")
-    except ValueError:
-        return None
-    return SpecError(found[0], hint=found[1]) if found else None
+    return b"".join(chunks)
 
 
 def _probe(spec: Spec, built: Sequence[tuple[OpSpec, Any]]) -> tuple[str, str | None] | None:
