@@ -1,3 +1,3 @@
-from gradci.cli import main
+from gradci.cli import entry
 
-raise SystemExit(main())
+entry()

@@ -9,7 +9,7 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from . import __version__, container, options
 from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_OUTPUT_CLOSED, GradciError
@@ -515,5 +515,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERNAL
 
 
+def entry() -> NoReturn:
+    """The ``gradci`` command and ``python -m gradci``: ``main``, then exit without tearing torch down."""
+    code = main()
+    if "torch" in sys.modules:
+        # An interpreter that imported torch and its op databases spends over a second freeing them
+        # one by one at exit. By now every output is written and closed, and gradci registers no
+        # exit hooks: flush and leave. A flush that fails takes the normal exit, which reports it.
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            sys.exit(code)
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -212,3 +212,23 @@ def test_error_messages_are_one_escaped_line(run_gradci, tmp_path: Path) -> None
     done = run_gradci("list", "--spec", "ops\r::error::INJECTED.yml")
     assert done.returncode == 2
     assert done.stderr == "gradci: error: spec file ops ::error::INJECTED.yml does not exist\n"
+
+
+def test_the_fast_exit_after_torch_keeps_every_line_and_the_exit_code(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After importing torch, ``gradci`` leaves with ``os._exit`` (skipping a second of teardown):
+    what it buffered for a pipe still arrives, as the same command prints it in-process."""
+    from gradci.cli import main
+
+    args = ["list", "--ops", "linalg.*,nn.functional.*"]  # over 1,000 lines: many buffers' worth
+    env = {k: v for k, v in _env().items() if k != "PYTHONUNBUFFERED"}  # buffered, as in most shells
+    done = subprocess.run(
+        [sys.executable, "-m", "gradci", *args], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert main(args) == 0
+    expected = capsys.readouterr().out
+    assert done.returncode == 0 and done.stderr == ""
+    assert done.stdout == expected and expected.count("\n") > 1000
+    failed = gradci("list", "--ops", "no_such_op_*", cwd=tmp_path)  # an exit code that is not 0 survives
+    assert failed.returncode == 2 and failed.stderr.startswith("gradci: error:")
