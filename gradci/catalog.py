@@ -124,9 +124,16 @@ def load_upstream(*, root: Path | None = None, checkout: Path | None = None) -> 
 
 
 def load_op_module(
-    reference: str, *, root: Path | None = None, checkout: Path | None = None
+    reference: str,
+    *,
+    root: Path | None = None,
+    checkout: Path | None = None,
+    project: Path | None = None,
 ) -> list[OpEntry]:
-    """The OpInfo list a module exposes: ``pkg.mod`` (attribute ``op_db``) or ``pkg.mod:ATTR``."""
+    """The OpInfo list a module exposes: ``pkg.mod`` (attribute ``op_db``) or ``pkg.mod:ATTR``.
+
+    ``project``: the repository's root, where a module named in its config file is found when
+    gradci runs in a subfolder."""
     record_constructions()
     from torch.testing._internal.opinfo.core import OpInfo
 
@@ -136,10 +143,11 @@ def load_op_module(
         raise SelectionError(
             f"op module {reference!r}: expected 'package.module' or 'package.module:ATTRIBUTE'"
         )
-    # Like pytest's rootdir: the project's own modules import without being installed.
-    cwd = str(Path.cwd())
-    if cwd not in sys.path:
-        sys.path.insert(0, cwd)
+    # Like pytest's rootdir: the project's own modules import without being installed, from here
+    # first, then from the repository's root.
+    for folder in (project, Path.cwd()):
+        if folder is not None and str(folder) not in sys.path:
+            sys.path.insert(0, str(folder))
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:

@@ -20,7 +20,7 @@ from . import __version__, allocator
 from .catalog import OpEntry, load_op_module, load_upstream, select
 from .console import counted, expected_durations
 from .errors import ConfigError, DeviceError, ResultsFileError, SelectionError
-from .options import Settings
+from .options import Settings, project_root
 from .plan import Plan, PlannedTest, apply_shard, build_plan, schedule
 from .protocol import Finished
 from .results import GradcheckRecord, Mismatch, Outcome, Results, RunInfo, TestResult, durations_from, load
@@ -54,8 +54,9 @@ def load_entries(settings: Settings, *, probe: bool = True) -> list[OpEntry]:
 
     checkout = torch_checkout(settings.torch_source)  # fork mode: the PyTorch checkout under test
     entries: list[OpEntry] = []
+    project = project_root(Path.cwd()) if settings.op_modules else None
     for reference in settings.op_modules:
-        entries.extend(load_op_module(reference, checkout=checkout))
+        entries.extend(load_op_module(reference, checkout=checkout, project=project))
     if settings.spec is not None:
         from .spec import load_spec
 

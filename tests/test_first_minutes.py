@@ -107,6 +107,17 @@ def test_a_run_in_a_subfolder_checks_the_projects_ops(example_project: Path) -> 
     assert "spec=../../gradci-ops.yml (found in the project)" in done.stderr
 
 
+def test_an_op_module_named_by_a_config_above_imports_from_the_root(repo: Path) -> None:
+    """A module at the repository's root, named in its config, imports in a subfolder run without
+    being installed (as pytest finds a rootdir's modules)."""
+    source = (REPO / "tests" / "fixtures" / "gradci_testops.py").read_text()
+    (repo / "rootops_x.py").write_text(source)  # on no path but the root's
+    (repo / ".gradci.yml").write_text("op-modules: rootops_x\nupstream: false\n")
+    done = run_in(Path.cwd(), "list", "--ops", "testops.good_scale", "--checks", "grad")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["test_fn_grad_testops_good_scale_cpu_float64"]
+
+
 def test_without_a_spec_it_says_it_checks_pytorchs_suite(tmp_path: Path) -> None:
     (tmp_path / ".git").mkdir()
     done = run_in(tmp_path, "run", "--ops", "abs,sin", "--checks", "grad", "--dtypes", "float64")
