@@ -158,6 +158,11 @@ def _import_all(packages: Sequence[str]) -> tuple[list[Any], list[str]]:
 # --- discovery -----------------------------------------------------------------------------------
 
 
+# Where a torch.library op's gradient can come from: an autograd kernel, or a decomposition into
+# differentiable ops.
+_AUTOGRAD_KEYS = ("Autograd", "AutogradCPU", "AutogradCUDA", "CompositeImplicitAutograd")
+
+
 def _library_ops(before: set[str], after: set[str]) -> list[Found]:
     """The ops of the namespaces that appeared with the import (one entry per overload)."""
     import torch
@@ -198,6 +203,12 @@ def _library_ops(before: set[str], after: set[str]) -> list[Found]:
             for a in schema.arguments
         ]
         entry = Found(_spec_name(name), path, f"torch.library op {schema}", params)
+        if not any(torch._C._dispatch_has_kernel_for_dispatch_key(full, key) for key in _AUTOGRAD_KEYS):
+            # a kernel for backends only (CPU, CompositeExplicitAutograd): torch has no gradient for it
+            entry.disabled = (
+                "no autograd kernel is registered for it (torch.library.register_autograd, or an "
+                "Autograd or CompositeImplicitAutograd kernel): it has no gradient to check"
+            )
         if schema.is_mutable:
             entry.disabled = "it mutates an argument: declare it as 'inplace:' of its functional op"
         if not (_NAME.match(namespace) and _NAME.match(op_name) and (not overload or _NAME.match(overload))):

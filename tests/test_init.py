@@ -179,6 +179,10 @@ SCHEMA_OPS = {
 
         lib.impl("gather_scale", _gather_scale, "CompositeImplicitAutograd")
         lib.impl("blend", _blend, "CompositeImplicitAutograd")
+
+        # a kernel for CPU only, as an image decoder's: no gradient, nothing to check
+        lib.define("decode(Tensor data, float scale) -> Tensor")
+        lib.impl("decode", lambda data, scale: data * scale, "CPU")
     """,
 }
 
@@ -197,6 +201,11 @@ def test_ops_declared_by_schema(tmp_path: Path) -> None:
     assert re.search(r"dtype: \"int64\"\}  # TODO\(gradci init\): 'indices' looks like indices", text)
     blend = ops["schemaops.blend"].samples[0]
     assert dict(blend.kwargs) == {"t": 0.5}  # kwarg-only, required
+    assert set(ops) == {"schemaops.gather_scale", "schemaops.blend"}
+    assert (
+        "  # torch.library op schemaops::decode(Tensor data, float scale) -> Tensor\n"
+        f"  # {TODO} left out: no autograd kernel is registered for it" in text
+    )
 
 
 HOSTILE = {
@@ -249,10 +258,37 @@ CPP_OPS = {
 
         SOURCE = '''
         #include <torch/library.h>
+        #include <torch/autograd.h>
         #include <ATen/ATen.h>
         at::Tensor mysin(const at::Tensor& x) { return at::sin(x); }
-        TORCH_LIBRARY(cppops, m) { m.def("mysin(Tensor x) -> Tensor"); }
-        TORCH_LIBRARY_IMPL(cppops, CPU, m) { m.impl("mysin", &mysin); }
+        at::Tensor mycos(const at::Tensor& x) { return at::cos(x); }
+
+        // autograd in C++, as torchvision's ops: no forward-mode formula, and torch does not refuse
+        struct MyCos : public torch::autograd::Function<MyCos> {
+          static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x) {
+            at::AutoDispatchBelowADInplaceOrView guard;
+            ctx->save_for_backward({x});
+            return mycos(x);
+          }
+          static torch::autograd::variable_list backward(
+              torch::autograd::AutogradContext* ctx, torch::autograd::variable_list grads) {
+            auto x = ctx->get_saved_variables()[0];
+            return {grads[0] * -at::sin(x)};
+          }
+        };
+        at::Tensor mycos_autograd(const at::Tensor& x) { return MyCos::apply(x); }
+
+        TORCH_LIBRARY(cppops, m) {
+          m.def("mysin(Tensor x) -> Tensor");
+          m.def("mycos(Tensor x) -> Tensor");
+          m.def("decode(Tensor data) -> Tensor");  // a kernel for CPU only: no gradient
+        }
+        TORCH_LIBRARY_IMPL(cppops, CPU, m) {
+          m.impl("mysin", &mysin);
+          m.impl("mycos", &mycos);
+          m.impl("decode", &mysin);
+        }
+        TORCH_LIBRARY_IMPL(cppops, Autograd, m) { m.impl("mycos", &mycos_autograd); }
         '''
         build = Path(__file__).parent / "_build"
         build.mkdir(exist_ok=True)
@@ -275,17 +311,35 @@ CPP_OPS = {
 
 @pytest.mark.slow
 def test_a_cpp_torch_library_op(tmp_path: Path) -> None:
-    """A C++ TORCH_LIBRARY op (with a Python autograd) is found: about 60 s to compile on two cores."""
+    """C++ TORCH_LIBRARY ops, one with a Python autograd, one with a C++ autograd::Function, one
+    with no autograd at all, are found and sorted: about 90 s to compile on two cores."""
     if shutil.which("c++") is None and shutil.which("g++") is None:
         pytest.skip("no C++ compiler (c++, g++) to build the extension with")
     project = _project(tmp_path, CPP_OPS)
     started = time.monotonic()
     done = gradci("init", cwd=project, timeout=900)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "found 1 torch.library ops (namespace cppops)" in done.stdout, time.monotonic() - started
-    [op] = parse_spec(project / "gradci-ops.yml").ops
-    assert (op.name, op.op) == ("cppops.mysin", "torch.ops.cppops.mysin.default")
-    assert op.supports_gradgrad  # cos is differentiable: double backward works
+    assert "found 3 torch.library ops (namespace cppops)" in done.stdout, time.monotonic() - started
+    ops = {op.name: op for op in parse_spec(project / "gradci-ops.yml").ops}
+    assert {name: op.op for name, op in ops.items()} == {
+        "cppops.mycos": "torch.ops.cppops.mycos.default",
+        "cppops.mysin": "torch.ops.cppops.mysin.default",
+    }  # decode has no autograd kernel: left out, saying so
+    assert "left out: no autograd kernel is registered for it" in (project / "gradci-ops.yml").read_text()
+    assert all(op.supports_gradgrad for op in ops.values())  # both backwards are differentiable
     done = gradci("run", cwd=project)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "still marked" not in done.stdout + done.stderr
+    assert "1 line still marked" in done.stdout + done.stderr  # decode's, left out
+    # Forward AD, which neither has: the C++ autograd::Function refuses it in its own words (a
+    # RuntimeError), which is what a project's op that declares none should do; through the Python
+    # autograd torch gives zero tangents instead, and gradci says so, not only "mismatch".
+    done = gradci("run", "--checks", "forward-ad", "--json", "fwd.json", cwd=project)
+    assert done.returncode == 1, done.stdout + done.stderr
+    tests = {t["op"]: t for t in json.loads((project / "fwd.json").read_text())["tests"]}
+    assert tests["cppops.mycos"]["outcome"] == "passed"
+    failed = tests["cppops.mysin"]
+    assert failed["outcome"] == "failed"
+    assert failed["message"].startswith(
+        "AssertionError: forward AD ran though the op declares supports_forward_ad: false"
+    )
+    assert float(failed["mismatch"]["analytical"]) == 0 != float(failed["mismatch"]["numerical"])
