@@ -168,14 +168,14 @@ def _raises_unsupported(self: Any, op: Any, flag: str, what: str, check: Callabl
             if re.search(_NO_CPP_JVP, str(exc)):
                 return  # refused, in the words of a C++ torch::autograd::Function
             raise
-        # Not refused, and wrong: torch gives zero tangents through an autograd kernel with no
-        # forward formula (a torch.library custom op's, a C++ torch::autograd::Function).
+        # Not refused, and wrong: most often torch's zero tangents through an autograd kernel with
+        # no forward formula (a torch.library custom op's), which "mismatch" alone does not explain.
         raise AssertionError(
             f"forward AD ran though the op declares {flag}: false (expected NotImplementedError "
-            "'Trying to use forward AD with ... that does not support it'), and its tangents are "
-            "wrong: torch gives zero tangents through an autograd kernel without a forward formula "
-            "(a torch.library custom op's, a C++ autograd::Function); if the op has none, skip or "
-            "xfail this check for it\n"
+            "'Trying to use forward AD with ... that does not support it'), and its tangents "
+            "disagree with finite differences: torch gives zero tangents, not an error, through an "
+            "autograd kernel without a forward formula (a torch.library custom op's); if the op has "
+            "none, skip or xfail this check for it\n"
             f"{exc}"
         ) from exc
 
