@@ -91,6 +91,33 @@ def timed(command: list[str], *, env: dict[str, str], cwd: Path, log: Path) -> d
     return dict(measured)
 
 
+def machine(run: dict[str, Any]) -> dict[str, Any]:
+    """The machine a gradci results file's ``run`` was measured on."""
+    return {
+        "cores": os.cpu_count(),
+        "cpu": run.get("device_name"),
+        "python": platform.python_version(),
+        "torch": run["torch_version"],
+    }
+
+
+def reference_or_exit(parser: argparse.ArgumentParser, suite: str) -> Path:
+    """The suite's upstream file, or a one-line usage error naming the variable to set."""
+    reference = harness.reference_path(suite)
+    if not reference.is_file():
+        variable = "GRADCI_REFERENCE_FWD" if suite == "forward" else "GRADCI_REFERENCE"
+        parser.error(f"reference suite not found at {reference}; set {variable}")
+    return reference
+
+
+def fresh_folder(folder: Path) -> Path:
+    """``folder`` with no outcome records of an earlier run in it."""
+    folder.mkdir(exist_ok=True)
+    for stale in folder.glob("*.json"):
+        stale.unlink()
+    return folder
+
+
 def shard_balance(tests: list[dict[str, Any]], count: int) -> float:
     """Slowest over mean shard, for the partition gradci plans (shipped durations), timed with this run's."""
     from gradci.durations import shipped_durations
@@ -122,10 +149,7 @@ def main() -> int:
         "--no-plain", action="store_true", help="leave out plain pytest -n 2 (the slowest, by far)"
     )
     args = parser.parse_args()
-    reference = harness.reference_path(args.suite)
-    if not reference.is_file():
-        variable = "GRADCI_REFERENCE_FWD" if args.suite == "forward" else "GRADCI_REFERENCE"
-        parser.error(f"reference suite not found at {reference}; set {variable}")
+    reference = reference_or_exit(parser, args.suite)
     ops = QUICK if args.quick else [p for p in args.ops.replace(" ", ",").split(",") if p]
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -160,10 +184,7 @@ def main() -> int:
 
     pytest_runs = (("pytest_omp1", True),) + (() if args.no_plain else (("pytest", False),))
     for label, one_thread in pytest_runs:
-        records = out / f"{label}-outcomes"
-        records.mkdir(exist_ok=True)
-        for stale in records.glob("*.json"):
-            stale.unlink()
+        records = fresh_folder(out / f"{label}-outcomes")
         command, env = harness.pytest_invocation(
             reference, out, args.workers, records, names, one_thread=one_thread
         )
@@ -182,12 +203,7 @@ def main() -> int:
     same = all(r["outcomes"] == ours for k, r in runs.items() if k != "gradci")
     balance = shard_balance(tests, 4)
     summary = {
-        "machine": {
-            "cores": os.cpu_count(),
-            "cpu": data["run"].get("device_name"),
-            "python": platform.python_version(),
-            "torch": data["run"]["torch_version"],
-        },
+        "machine": machine(data["run"]),
         "selection": ops or "all",
         "tests": len(tests),
         "gradci_workers": workers,

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -33,6 +32,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "parity"))
 import harness  # noqa: E402 - the parity harness: the pytest command and its op filter
+from bench_vs_pytest import fresh_folder, machine, reference_or_exit  # noqa: E402 - beside this file
 
 
 def _started(
@@ -63,20 +63,14 @@ def main() -> int:
     )
     parser.add_argument("--out", type=Path, default=REPO / ".bench" / "per-test")
     args = parser.parse_args()
-    reference = harness.reference_path(args.suite)
-    if not reference.is_file():
-        variable = "GRADCI_REFERENCE_FWD" if args.suite == "forward" else "GRADCI_REFERENCE"
-        parser.error(f"reference suite not found at {reference}; set {variable}")
+    reference = reference_or_exit(parser, args.suite)
     ops = [p for p in args.ops.replace(" ", ",").split(",") if p]
     exclude = [p for p in args.exclude.replace(" ", ",").split(",") if p]
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     names = out / "ops.txt"
     names.write_text("\n".join(harness.formatted_names(ops, exclude)))
-    records = out / "pytest-outcomes"
-    records.mkdir(exist_ok=True)
-    for stale in records.glob("*.json"):
-        stale.unlink()
+    records = fresh_folder(out / "pytest-outcomes")
 
     gradci_cmd = [sys.executable, "-m", "gradci", "run", "--checks", args.suite, "--ops", ",".join(ops)]
     gradci_cmd += ["--exclude", ",".join(exclude)] if exclude else []
@@ -127,12 +121,7 @@ def main() -> int:
         row["mean_difference_ms"] = round(1000 * (row["pytest"] - row["gradci"]) / max(row["tests"], 1), 1)
         row["gradci"], row["pytest"] = round(row["gradci"], 2), round(row["pytest"], 2)
     summary = {
-        "machine": {
-            "cores": os.cpu_count(),
-            "cpu": data["run"].get("device_name"),
-            "python": platform.python_version(),
-            "torch": data["run"]["torch_version"],
-        },
+        "machine": machine(data["run"]),
         "suite": args.suite,
         "selection": {"ops": ops, "exclude": exclude},
         "gradci_allocator": args.allocator,
